@@ -1,0 +1,270 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// hasher is the RFC 6962 tree hasher: leaf = SHA-256(0x00 || id),
+// node = SHA-256(0x01 || left || right).
+var hasher = rfc6962.DefaultHasher
+
+// cacheLevel is the lowest tree level kept in memory. Levels below it are
+// read from Badger (level 0 from the entries themselves), so a proof costs
+// at most cacheLevel+1 reads while memory stays at 32/2^cacheLevel bytes per
+// record (1 MiB per million records at level 5).
+const cacheLevel = 5
+
+// tree is the Merkle tree over record ids in chain order. Every complete
+// node of level >= 1 is stored once when it completes; nothing is ever
+// rewritten, so any past root and every proof is O(log n) node reads.
+type tree struct {
+	db      *badger.DB
+	factory compact.RangeFactory
+
+	// rng is the right border of the tree: the committer's alone.
+	rng *compact.Range
+
+	mu    sync.RWMutex
+	upper [][]Hash // upper[i] holds the complete nodes of level cacheLevel+i
+}
+
+func newTree(db *badger.DB) *tree {
+	return &tree{db: db, factory: compact.RangeFactory{Hash: hasher.HashChildren}}
+}
+
+// LeafHash is the RFC 6962 leaf hash of a record id.
+func LeafHash(id ID) Hash { return Hash(hasher.HashLeaf(id[:])) }
+
+// load rebuilds the in-memory state for a chain of the given size.
+func (t *tree) load(size uint64) error {
+	upper := make([][]Hash, 0, 64-cacheLevel)
+	err := t.db.View(func(txn *badger.Txn) error {
+		for level := uint(cacheLevel); level < 64 && size>>level > 0; level++ {
+			want := size >> level
+			nodes := make([]Hash, 0, want)
+			prefix := []byte{prefixNode, byte(level)}
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 256})
+			for it.Rewind(); it.Valid() && uint64(len(nodes)) < want; it.Next() {
+				var h Hash
+				err := it.Item().Value(func(v []byte) error {
+					if len(v) != len(h) {
+						return errors.New("bad node length")
+					}
+					copy(h[:], v)
+					return nil
+				})
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("node level %d: %w", level, err)
+				}
+				nodes = append(nodes, h)
+			}
+			it.Close()
+			if uint64(len(nodes)) != want {
+				return fmt.Errorf("level %d has %d stored nodes, want %d", level, len(nodes), want)
+			}
+			upper = append(upper, nodes)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.upper = upper
+	t.mu.Unlock()
+	ids := compact.RangeNodes(0, size, nil)
+	hashes := make([][]byte, len(ids))
+	err = t.db.View(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			h, err := t.node(txn, id)
+			if err != nil {
+				return err
+			}
+			hashes[i] = h[:]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rng, err := t.factory.NewRange(0, size, hashes)
+	if err != nil {
+		return err
+	}
+	t.rng = rng
+	return nil
+}
+
+// stage appends a leaf to the right border, reporting every node that
+// completes (the leaf itself included).
+func (t *tree) stage(id ID, visit compact.VisitFn) {
+	leaf := LeafHash(id)
+	if err := t.rng.Append(leaf[:], visit); err != nil {
+		panic("compact range append: " + err.Error()) // only fails for ranges not starting at 0
+	}
+}
+
+// publish makes committed nodes visible to readers and returns the root of
+// the staged (now committed) tree.
+func (t *tree) publish(nodes []nodeWrite, size uint64) Hash {
+	t.mu.Lock()
+	for _, n := range nodes {
+		if n.id.Level < cacheLevel {
+			continue
+		}
+		i := int(n.id.Level - cacheLevel)
+		for len(t.upper) <= i {
+			t.upper = append(t.upper, nil)
+		}
+		t.upper[i] = append(t.upper[i], n.hash)
+	}
+	t.mu.Unlock()
+	return t.root()
+}
+
+func (t *tree) root() Hash {
+	if t.rng.End() == 0 {
+		return Hash(hasher.EmptyRoot())
+	}
+	r, err := t.rng.GetRootHash(nil)
+	if err != nil {
+		panic("compact range root: " + err.Error())
+	}
+	return Hash(r)
+}
+
+// node returns the hash of a complete node.
+func (t *tree) node(txn *badger.Txn, id compact.NodeID) (Hash, error) {
+	if id.Level == 0 {
+		it, err := txn.Get(entryKey(id.Index))
+		if err != nil {
+			return Hash{}, fmt.Errorf("leaf %d: %w", id.Index, err)
+		}
+		var leaf Hash
+		err = it.Value(func(v []byte) error {
+			rid, err := entryID(v)
+			leaf = LeafHash(rid)
+			return err
+		})
+		return leaf, err
+	}
+	if id.Level >= cacheLevel {
+		t.mu.RLock()
+		i := int(id.Level - cacheLevel)
+		if i < len(t.upper) && id.Index < uint64(len(t.upper[i])) {
+			h := t.upper[i][id.Index]
+			t.mu.RUnlock()
+			return h, nil
+		}
+		t.mu.RUnlock()
+	}
+	it, err := txn.Get(nodeKey(id))
+	if err != nil {
+		return Hash{}, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
+	}
+	var h Hash
+	err = it.Value(func(v []byte) error {
+		if len(v) != len(h) {
+			return fmt.Errorf("node %d/%d is corrupt", id.Level, id.Index)
+		}
+		copy(h[:], v)
+		return nil
+	})
+	return h, err
+}
+
+func (t *tree) nodes(ids []compact.NodeID) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	err := t.db.View(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			h, err := t.node(txn, id)
+			if err != nil {
+				return err
+			}
+			out[i] = h[:]
+		}
+		return nil
+	})
+	return out, err
+}
+
+// rootAt computes the root of the tree's first size leaves.
+func (t *tree) rootAt(size uint64) (Hash, error) {
+	if size == 0 {
+		return Hash(hasher.EmptyRoot()), nil
+	}
+	hashes, err := t.nodes(compact.RangeNodes(0, size, nil))
+	if err != nil {
+		return Hash{}, err
+	}
+	r := hashes[len(hashes)-1]
+	for i := len(hashes) - 2; i >= 0; i-- {
+		r = hasher.HashChildren(hashes[i], r)
+	}
+	return Hash(r), nil
+}
+
+func (t *tree) build(n proof.Nodes) ([][]byte, error) {
+	hashes, err := t.nodes(n.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return n.Rehash(hashes, hasher.HashChildren)
+}
+
+// RootAt returns the Merkle root of the chain's first size records.
+func (s *Store) RootAt(size uint64) (Hash, error) {
+	head := s.Head()
+	if size > head.Size {
+		return Hash{}, fmt.Errorf("%w: size %d beyond chain size %d", ErrNotFound, size, head.Size)
+	}
+	if size == head.Size {
+		return head.Root, nil
+	}
+	return s.tree.rootAt(size)
+}
+
+// InclusionProof proves that the record at height index is in the tree of
+// the given size (RFC 6962 audit path, leaf to root).
+func (s *Store) InclusionProof(index, size uint64) ([][]byte, error) {
+	if size > s.Count() {
+		return nil, fmt.Errorf("%w: size %d beyond chain size %d", ErrNotFound, size, s.Count())
+	}
+	n, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return s.tree.build(n)
+}
+
+// ConsistencyProof proves that the tree of size2 extends the tree of size1.
+func (s *Store) ConsistencyProof(size1, size2 uint64) ([][]byte, error) {
+	if size2 > s.Count() {
+		return nil, fmt.Errorf("%w: size %d beyond chain size %d", ErrNotFound, size2, s.Count())
+	}
+	n, err := proof.Consistency(size1, size2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return s.tree.build(n)
+}
+
+// VerifyInclusion checks an inclusion proof for id at index in a tree of the
+// given size and root. It needs nothing but its arguments.
+func VerifyInclusion(id ID, index, size uint64, p [][]byte, root Hash) error {
+	leaf := LeafHash(id)
+	return proof.VerifyInclusion(hasher, index, size, leaf[:], p, root[:])
+}
+
+// VerifyConsistency checks a consistency proof between two roots.
+func VerifyConsistency(size1, size2 uint64, p [][]byte, root1, root2 Hash) error {
+	return proof.VerifyConsistency(hasher, size1, size2, p, root1[:], root2[:])
+}

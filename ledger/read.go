@@ -1,0 +1,167 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func (s *Store) getEntry(height uint64) (Entry, []byte, error) {
+	var (
+		e   Entry
+		env []byte
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		e, env, err = s.getEntryTxn(txn, height)
+		return err
+	})
+	return e, env, err
+}
+
+func (s *Store) getEntryTxn(txn *badger.Txn, height uint64) (Entry, []byte, error) {
+	v, err := getValue(txn, entryKey(height))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Entry{}, nil, fmt.Errorf("%w: no record at height %d", ErrNotFound, height)
+	}
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	return decodeEntry(height, v)
+}
+
+func decodeStored(e Entry, env []byte) (*SignedRecord, error) {
+	rec, err := DecodeSignedRecord(env)
+	if err != nil {
+		return nil, fmt.Errorf("stored record at height %d: %w", e.Height, err)
+	}
+	if rec.ID != e.ID {
+		return nil, fmt.Errorf("stored record at height %d: %w: entry says %s, bytes hash to %s", e.Height, ErrID, e.ID, rec.ID)
+	}
+	return rec, nil
+}
+
+// GetByHeight returns the record at a height and its entry.
+func (s *Store) GetByHeight(height uint64) (*SignedRecord, Entry, error) {
+	e, env, err := s.getEntry(height)
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	rec, err := decodeStored(e, env)
+	return rec, e, err
+}
+
+// Get returns the record with the given id and its entry.
+func (s *Store) Get(id ID) (*SignedRecord, Entry, error) {
+	var (
+		e   Entry
+		env []byte
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		h, err := s.heightTxn(txn, id)
+		if err != nil {
+			return err
+		}
+		e, env, err = s.getEntryTxn(txn, h)
+		return err
+	})
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	rec, err := decodeStored(e, env)
+	return rec, e, err
+}
+
+func (s *Store) heightTxn(txn *badger.Txn, id ID) (uint64, error) {
+	v, err := getValue(txn, indexKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, fmt.Errorf("%w: no record %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("index entry for %s is corrupt", id)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Height returns the height of the record with the given id.
+func (s *Store) Height(id ID) (uint64, error) {
+	var h uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		h, err = s.heightTxn(txn, id)
+		return err
+	})
+	return h, err
+}
+
+// Has reports whether the chain holds the record.
+func (s *Store) Has(id ID) (bool, error) {
+	_, err := s.Height(id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// RawEntry is a stored entry with the record's envelope bytes, undecoded.
+type RawEntry struct {
+	Entry
+	Envelope []byte
+}
+
+// IterateRaw calls fn for each entry from height from upward, in order,
+// until fn returns an error, ctx is cancelled or the entries end. The
+// envelope is not decoded or checked; fn owns the slices it is given.
+func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{
+			Prefix: []byte{prefixEntry}, PrefetchValues: true, PrefetchSize: 256,
+		})
+		defer it.Close()
+		next := from
+		for it.Seek(entryKey(from)); it.Valid(); it.Next() {
+			if next&1023 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			k := it.Item().Key()
+			if len(k) != 9 {
+				return fmt.Errorf("entry key %x is malformed", k)
+			}
+			h := binary.BigEndian.Uint64(k[1:])
+			if h != next {
+				return fmt.Errorf("entry %d is missing (found %d next)", next, h)
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			e, env, err := decodeEntry(h, v)
+			if err != nil {
+				return err
+			}
+			if err := fn(RawEntry{Entry: e, Envelope: env}); err != nil {
+				return err
+			}
+			next++
+		}
+		return nil
+	})
+}
+
+// Iterate calls fn with each record and its entry from height from upward,
+// decoding and checking each stored record (not its signature).
+func (s *Store) Iterate(ctx context.Context, from uint64, fn func(*SignedRecord, Entry) error) error {
+	return s.IterateRaw(ctx, from, func(r RawEntry) error {
+		rec, err := decodeStored(r.Entry, r.Envelope)
+		if err != nil {
+			return err
+		}
+		return fn(rec, r.Entry)
+	})
+}

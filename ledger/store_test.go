@@ -1,0 +1,259 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/transparency-dev/merkle/compact"
+)
+
+func TestAppendGetAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	g := testGenesis(0)
+	key := testKey(1)
+	s := openTestStore(t, dir, g)
+	ctx := context.Background()
+
+	var recs []*SignedRecord
+	link := Hash{}
+	for i := range 10 {
+		r := makeRecord(t, key, g, i)
+		recs = append(recs, r)
+		e, err := s.Append(ctx, r, uint8(i%3), "local")
+		if err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+		link = NextLink(link, r.ID)
+		if e.Height != uint64(i) || e.ID != r.ID || e.Link != link || e.Replication != uint8(i%3) || e.Source != "local" {
+			t.Fatalf("entry %d = %+v", i, e)
+		}
+	}
+	// Duplicate: idempotent, same entry back.
+	e, err := s.Append(ctx, recs[3], 0, "other")
+	if !errors.Is(err, ErrExists) || e.Height != 3 || e.ID != recs[3].ID {
+		t.Fatalf("duplicate append = %+v, %v; want ErrExists at height 3", e, err)
+	}
+	if got := s.Count(); got != 10 {
+		t.Fatalf("Count = %d after duplicate, want 10", got)
+	}
+	head := s.Head()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openTestStore(t, dir, g)
+	defer s.Close()
+	if got := s.Head(); got != head {
+		t.Fatalf("head after reopen = %+v, want %+v", got, head)
+	}
+	for i, r := range recs {
+		got, e, err := s.Get(r.ID)
+		if err != nil || e.Height != uint64(i) || got.ID != r.ID || string(got.Payload) != string(r.Payload) {
+			t.Fatalf("Get(%d) = %v %+v %v", i, got, e, err)
+		}
+		got, _, err = s.GetByHeight(uint64(i))
+		if err != nil || got.ID != r.ID {
+			t.Fatalf("GetByHeight(%d) = %v, %v", i, got, err)
+		}
+		if ok, err := s.Has(r.ID); !ok || err != nil {
+			t.Fatalf("Has(%d) = %v, %v", i, ok, err)
+		}
+	}
+	if ok, _ := s.Has(ID{1}); ok {
+		t.Fatal("Has(unknown) = true")
+	}
+	if _, _, err := s.Get(ID{1}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(unknown) err = %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.GetByHeight(10); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetByHeight(10) err = %v, want ErrNotFound", err)
+	}
+	// Appending after reopen continues the chain.
+	r := makeRecord(t, key, g, 100)
+	e, err = s.Append(ctx, r, 0, "local")
+	if err != nil || e.Height != 10 || e.Link != NextLink(head.Link, r.ID) {
+		t.Fatalf("append after reopen = %+v, %v", e, err)
+	}
+}
+
+func TestWrongNetworkRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, testGenesis(0))
+	s.Close()
+	other := NewGenesis("othernet")
+	if _, err := Open(Options{Dir: dir, Genesis: other, Logger: quietLogger()}); !errors.Is(err, ErrWrongNetwork) {
+		t.Fatalf("Open with another genesis: err = %v, want ErrWrongNetwork", err)
+	}
+}
+
+// refTree computes roots and node hashes the slow way, straight from the
+// merkle library, as the reference the store is compared with.
+func refRoot(t *testing.T, ids []ID) Hash {
+	t.Helper()
+	f := compact.RangeFactory{Hash: hasher.HashChildren}
+	r := f.NewEmptyRange(0)
+	for _, id := range ids {
+		l := LeafHash(id)
+		if err := r.Append(l[:], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ids) == 0 {
+		return Hash(hasher.EmptyRoot())
+	}
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Hash(root)
+}
+
+func TestMerkleRootsAndProofs(t *testing.T) {
+	g := testGenesis(0)
+	key := testKey(2)
+	s := openTestStore(t, t.TempDir(), g)
+	defer s.Close()
+	ctx := context.Background()
+	var ids []ID
+	roots := []Hash{refRoot(t, nil)}
+	// 70 records crosses cacheLevel (32 leaves per level-5 node) twice.
+	for i := range 70 {
+		r := makeRecord(t, key, g, i)
+		if _, err := s.Append(ctx, r, 0, "local"); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+		roots = append(roots, refRoot(t, ids))
+		if h := s.Head(); h.Root != roots[len(ids)] {
+			t.Fatalf("head root at size %d = %s, want %s", len(ids), h.Root, roots[len(ids)])
+		}
+	}
+	for size := uint64(0); size <= uint64(len(ids)); size++ {
+		got, err := s.RootAt(size)
+		if err != nil || got != roots[size] {
+			t.Fatalf("RootAt(%d) = %s, %v; want %s", size, got, err, roots[size])
+		}
+		for idx := uint64(0); idx < size; idx++ {
+			p, err := s.InclusionProof(idx, size)
+			if err != nil {
+				t.Fatalf("InclusionProof(%d,%d): %v", idx, size, err)
+			}
+			if err := VerifyInclusion(ids[idx], idx, size, p, roots[size]); err != nil {
+				t.Fatalf("VerifyInclusion(%d,%d): %v", idx, size, err)
+			}
+			if err := VerifyInclusion(ids[(idx+1)%size], idx, size, p, roots[size]); size > 1 && err == nil {
+				t.Fatalf("inclusion proof for %d verified the wrong id", idx)
+			}
+		}
+		for old := uint64(0); old <= size; old++ {
+			p, err := s.ConsistencyProof(old, size)
+			if err != nil {
+				t.Fatalf("ConsistencyProof(%d,%d): %v", old, size, err)
+			}
+			if err := VerifyConsistency(old, size, p, roots[old], roots[size]); err != nil {
+				t.Fatalf("VerifyConsistency(%d,%d): %v", old, size, err)
+			}
+		}
+	}
+	if _, err := s.InclusionProof(0, 71); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("proof beyond head: err = %v", err)
+	}
+	if _, err := s.InclusionProof(5, 5); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("proof index == size: err = %v", err)
+	}
+}
+
+func TestConcurrentAppendersShareCommits(t *testing.T) {
+	g := testGenesis(0)
+	s := openTestStore(t, t.TempDir(), g)
+	defer s.Close()
+	const writers, each = 16, 40
+	recs := make([][]*SignedRecord, writers)
+	for w := range writers {
+		for i := range each {
+			recs[w] = append(recs[w], makeRecord(t, testKey(byte(w+10)), g, i))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, r := range recs[w] {
+				if _, err := s.Append(context.Background(), r, 0, "local"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Append: %v", err)
+	}
+	if got := s.Count(); got != writers*each {
+		t.Fatalf("Count = %d, want %d", got, writers*each)
+	}
+	// Heights are dense, links chain, root matches the reference.
+	var ids []ID
+	link := Hash{}
+	err := s.Iterate(context.Background(), 0, func(r *SignedRecord, e Entry) error {
+		link = NextLink(link, r.ID)
+		if e.Link != link {
+			t.Fatalf("link at %d broken", e.Height)
+		}
+		ids = append(ids, r.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Iterate: %v", err)
+	}
+	if got, want := s.Head().Root, refRoot(t, ids); got != want {
+		t.Fatalf("root = %s, want %s", got, want)
+	}
+}
+
+func TestAppendBatchSplitsLargeBatches(t *testing.T) {
+	g := testGenesis(0)
+	s, err := Open(Options{Dir: t.TempDir(), Genesis: g, Logger: quietLogger(), MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var items []Pending
+	var ids []ID
+	for i := range 3000 {
+		r := makeRecord(t, testKey(3), g, i)
+		items = append(items, Pending{Record: r, Source: "import"})
+		ids = append(ids, r.ID)
+	}
+	items = append(items, items[17]) // a duplicate inside the batch
+	res, err := s.AppendBatch(context.Background(), items)
+	if err != nil {
+		t.Fatalf("AppendBatch: %v", err)
+	}
+	for i, r := range res[:3000] {
+		if r.Err != nil || r.Entry.Height != uint64(i) {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	if last := res[3000]; !errors.Is(last.Err, ErrExists) || last.Entry.Height != 17 {
+		t.Fatalf("in-batch duplicate = %+v", last)
+	}
+	if got, want := s.Head().Root, refRoot(t, ids); got != want || s.Count() != 3000 {
+		t.Fatalf("after batch: count %d root %s, want 3000 %s", s.Count(), got, want)
+	}
+}
+
+func TestClosedStoreRefusesAppends(t *testing.T) {
+	g := testGenesis(0)
+	s := openTestStore(t, t.TempDir(), g)
+	s.Close()
+	if _, err := s.Append(context.Background(), makeRecord(t, testKey(1), g, 1), 0, "local"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+}

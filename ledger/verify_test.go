@@ -1,0 +1,109 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func buildChain(t *testing.T, g *Genesis, n int) (*Store, []*SignedRecord) {
+	t.Helper()
+	s := openTestStore(t, t.TempDir(), g)
+	t.Cleanup(func() { s.Close() })
+	var recs []*SignedRecord
+	var items []Pending
+	for i := range n {
+		r := makeRecord(t, testKey(7), g, i)
+		recs = append(recs, r)
+		items = append(items, Pending{Record: r, Source: "local"})
+	}
+	if _, err := s.AppendBatch(context.Background(), items); err != nil {
+		t.Fatal(err)
+	}
+	return s, recs
+}
+
+func TestVerifyCleanChain(t *testing.T) {
+	g := testGenesis(4)
+	s, recs := buildChain(t, g, 600)
+	var progressed uint64
+	rep, err := s.Verify(context.Background(), VerifyOptions{Workers: 3, Progress: func(n uint64) { progressed = n }})
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if rep.Records != uint64(len(recs)) || rep.Root != s.Head().Root || progressed != uint64(len(recs)) {
+		t.Fatalf("report %+v, progress %d", rep, progressed)
+	}
+}
+
+// damage rewrites one key in the store behind its back.
+func damage(t *testing.T, s *Store, key []byte, f func([]byte) []byte) {
+	t.Helper()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		v, err := getValue(txn, key)
+		if err != nil {
+			return err
+		}
+		if nv := f(v); nv != nil {
+			return txn.Set(key, nv)
+		}
+		return txn.Delete(key)
+	})
+	if err != nil {
+		t.Fatalf("damage: %v", err)
+	}
+}
+
+func TestVerifyFindsFirstDamage(t *testing.T) {
+	g := testGenesis(4)
+	cases := []struct {
+		name   string
+		height uint64
+		hurt   func(t *testing.T, s *Store, recs []*SignedRecord)
+		want   error
+	}{
+		{"signature", 300, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			damage(t, s, entryKey(300), func(v []byte) []byte { v[len(v)-1] ^= 1; return v })
+		}, ErrSignature},
+		{"payload", 17, func(t *testing.T, s *Store, recs []*SignedRecord) {
+			// Replace the stored record by another, validly signed one: the
+			// entry's id no longer matches the bytes.
+			e, _, _ := s.getEntry(17)
+			damage(t, s, entryKey(17), func([]byte) []byte { return encodeEntry(&e, recs[18].Encode()) })
+		}, ErrID},
+		{"link", 450, func(t *testing.T, s *Store, recs []*SignedRecord) {
+			e, env, _ := s.getEntry(450)
+			e.Link[0] ^= 1
+			damage(t, s, entryKey(450), func([]byte) []byte { return encodeEntry(&e, env) })
+		}, ErrLink},
+		{"index", 99, func(t *testing.T, s *Store, recs []*SignedRecord) {
+			damage(t, s, indexKey(recs[99].ID), func([]byte) []byte { return nil })
+		}, ErrIndex},
+		{"tree", 255, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			// Level 8 node 0 completes with leaf 255.
+			damage(t, s, []byte{prefixNode, 8, 0, 0, 0, 0, 0, 0, 0, 0}, func(v []byte) []byte { v[3] ^= 1; return v })
+		}, ErrTree},
+		{"missing", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			damage(t, s, entryKey(512), func([]byte) []byte { return nil })
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, recs := buildChain(t, g, 600)
+			tc.hurt(t, s, recs)
+			_, err := s.Verify(context.Background(), VerifyOptions{})
+			var ce *ChainError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Verify err = %v, want a ChainError", err)
+			}
+			if ce.Height != tc.height {
+				t.Fatalf("first bad height = %d (%v), want %d", ce.Height, err, tc.height)
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
