@@ -54,9 +54,9 @@ func noteSigner(name string, key ed25519.PrivateKey) (note.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	// vkey is "<name>+<hash>+<base64(0x01 || public key)>".
-	parts := strings.Split(vkey, "+")
-	hash := parts[len(parts)-2]
+	// vkey is "<name>+<8 hex digits of key hash>+<base64(0x01 || public
+	// key)>"; the base64 part may itself contain '+'.
+	hash := vkey[len(name)+1 : len(name)+9]
 	skey := "PRIVATE+KEY+" + name + "+" + hash + "+" +
 		base64.StdEncoding.EncodeToString(append([]byte{1}, key.Seed()...))
 	return note.NewSigner(skey)
