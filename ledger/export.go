@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/transparency-dev/merkle/compact"
 )
 
 // ExportFormat names the JSON-lines export (docs/FORMAT.md, "Export").
@@ -23,6 +25,12 @@ type ExportHeader struct {
 	Node        NodeID   `json:"node"`
 	From        uint64   `json:"from"`
 	Size        uint64   `json:"size"`
+	// For an export that starts at from > 0: the link of entry from-1 and
+	// the RFC 6962 compact range of the first from leaves (the roots of the
+	// perfect subtrees covering [0, from), left to right), so a reader can
+	// continue the links and the Merkle root without the earlier records.
+	PrevLink  *Hash  `json:"prev_link,omitempty"`
+	PrevRange []Hash `json:"prev_range,omitempty"`
 }
 
 // ExportRecord is one record line: the entry, the record's exact bytes and
@@ -143,10 +151,28 @@ func (s *Store) Export(ctx context.Context, w io.Writer, opts ExportOptions) err
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
 	g := s.opts.Genesis
-	if err := enc.Encode(ExportHeader{
+	hdr := ExportHeader{
 		Format: ExportFormat, Network: g.Network, Genesis: g, GenesisHash: g.Hash(),
 		Node: node, From: opts.From, Size: head.Size,
-	}); err != nil {
+	}
+	if opts.From > head.Size {
+		return fmt.Errorf("export: --from %d is beyond the chain's %d records", opts.From, head.Size)
+	}
+	if opts.From > 0 {
+		e, _, err := s.getEntry(opts.From - 1)
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		hdr.PrevLink = &e.Link
+		hashes, err := s.tree.nodes(compact.RangeNodes(0, opts.From, nil))
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		for _, h := range hashes {
+			hdr.PrevRange = append(hdr.PrevRange, Hash(h))
+		}
+	}
+	if err := enc.Encode(hdr); err != nil {
 		return err
 	}
 	err := s.Iterate(ctx, opts.From, func(rec *SignedRecord, e Entry) error {

@@ -1,9 +1,12 @@
 package ledger
 
 import (
+	"io"
+
 	"bytes"
 	"context"
 	"errors"
+	"github.com/transparency-dev/merkle/compact"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +125,58 @@ func TestCheckpointRejectsTampering(t *testing.T) {
 	other := &Identity{Key: testKey(10)}
 	if _, err := OpenCheckpoint(msg, other.ID()); err == nil {
 		t.Fatal("checkpoint accepted as another node's")
+	}
+}
+
+func TestPartialExportCarriesPrefix(t *testing.T) {
+	g := testGenesis(0)
+	src, recs := buildChain(t, g, 100)
+	var buf bytes.Buffer
+	if err := src.Export(context.Background(), &buf, ExportOptions{From: 37}); err != nil {
+		t.Fatal(err)
+	}
+	er, err := NewExportReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if er.Header.PrevLink == nil || len(er.Header.PrevRange) == 0 {
+		t.Fatalf("header lacks the prefix: %+v", er.Header)
+	}
+	// Continue the links and the compact range from the header alone.
+	link := *er.Header.PrevLink
+	var hashes [][]byte
+	for _, h := range er.Header.PrevRange {
+		hashes = append(hashes, bytes.Clone(h[:]))
+	}
+	rng, err := (&compact.RangeFactory{Hash: hasher.HashChildren}).NewRange(0, 37, hashes)
+	if err != nil {
+		t.Fatalf("prev_range is not the compact range of [0,37): %v", err)
+	}
+	n := 0
+	for {
+		x, err := er.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.ID != recs[37+n].ID {
+			t.Fatalf("line %d is record %s", n, x.ID)
+		}
+		link = NextLink(link, x.ID)
+		if link != x.Link {
+			t.Fatalf("link at %d does not continue from prev_link", x.Height)
+		}
+		l := LeafHash(x.ID)
+		rng.Append(l[:], nil)
+		n++
+	}
+	root, _ := rng.GetRootHash(nil)
+	if n != 63 || Hash(root) != er.Trailer.Root || link != er.Trailer.Link {
+		t.Fatalf("partial export does not reach the trailer: %d lines", n)
+	}
+	if err := src.Export(context.Background(), &bytes.Buffer{}, ExportOptions{From: 101}); err == nil {
+		t.Fatal("export from beyond the head succeeded")
 	}
 }

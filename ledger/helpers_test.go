@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
 	"testing"
 )
 
@@ -55,4 +57,13 @@ func makeRecord(t testing.TB, key ed25519.PrivateKey, g *Genesis, n int) *Signed
 		t.Fatalf("Sign: %v", err)
 	}
 	return s
+}
+
+// benchRecords reads PYVNODE_BENCH_RECORDS, for running the large
+// benchmarks at a smaller scale.
+func benchRecords(def int) int {
+	if v, err := strconv.Atoi(os.Getenv("PYVNODE_BENCH_RECORDS")); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

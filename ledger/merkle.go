@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 
@@ -22,8 +21,9 @@ var hasher = rfc6962.DefaultHasher
 const cacheLevel = 5
 
 // tree is the Merkle tree over record ids in chain order. Every complete
-// node of level >= 1 is stored once when it completes; nothing is ever
-// rewritten, so any past root and every proof is O(log n) node reads.
+// node of level >= 1 is stored once, in the entry of the leaf that completes
+// it; nothing is ever rewritten, so any past root and every proof is
+// O(log n) entry reads.
 type tree struct {
 	db      *badger.DB
 	factory compact.RangeFactory
@@ -42,35 +42,34 @@ func newTree(db *badger.DB) *tree {
 // LeafHash is the RFC 6962 leaf hash of a record id.
 func LeafHash(id ID) Hash { return Hash(hasher.HashLeaf(id[:])) }
 
-// load rebuilds the in-memory state for a chain of the given size.
+// load rebuilds the in-memory state for a chain of the given size: the
+// cached upper levels (from the entries that complete them) and the right
+// border.
 func (t *tree) load(size uint64) error {
-	upper := make([][]Hash, 0, 64-cacheLevel)
+	var upper [][]Hash
 	err := t.db.View(func(txn *badger.Txn) error {
-		for level := uint(cacheLevel); level < 64 && size>>level > 0; level++ {
-			want := size >> level
-			nodes := make([]Hash, 0, want)
-			prefix := []byte{prefixNode, byte(level)}
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 256})
-			for it.Rewind(); it.Valid() && uint64(len(nodes)) < want; it.Next() {
-				var h Hash
-				err := it.Item().Value(func(v []byte) error {
-					if len(v) != len(h) {
-						return errors.New("bad node length")
-					}
-					copy(h[:], v)
-					return nil
-				})
-				if err != nil {
-					it.Close()
-					return fmt.Errorf("node level %d: %w", level, err)
+		// Every node of level >= cacheLevel is stored in an entry at a
+		// height h with h+1 a multiple of 2^cacheLevel.
+		step := uint64(1) << cacheLevel
+		for h := step - 1; h < size; h += step {
+			v, err := getValue(txn, entryKey(h))
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", h, err)
+			}
+			_, nodes, _, err := decodeEntry(h, v)
+			if err != nil {
+				return err
+			}
+			for l := uint(cacheLevel); l <= uint(len(nodes)); l++ {
+				i := int(l - cacheLevel)
+				for len(upper) <= i {
+					upper = append(upper, nil)
 				}
-				nodes = append(nodes, h)
+				if want := (h+1)>>l - 1; uint64(len(upper[i])) != want {
+					return fmt.Errorf("entry %d holds node %d/%d out of order", h, l, want)
+				}
+				upper[i] = append(upper[i], nodes[l-1])
 			}
-			it.Close()
-			if uint64(len(nodes)) != want {
-				return fmt.Errorf("level %d has %d stored nodes, want %d", level, len(nodes), want)
-			}
-			upper = append(upper, nodes)
 		}
 		return nil
 	})
@@ -112,9 +111,8 @@ func (t *tree) stage(id ID, visit compact.VisitFn) {
 	}
 }
 
-// publish makes committed nodes visible to readers and returns the root of
-// the staged (now committed) tree.
-func (t *tree) publish(nodes []nodeWrite, size uint64) Hash {
+// publish makes committed nodes visible to readers.
+func (t *tree) publish(nodes []nodeWrite) {
 	t.mu.Lock()
 	for _, n := range nodes {
 		if n.id.Level < cacheLevel {
@@ -127,7 +125,6 @@ func (t *tree) publish(nodes []nodeWrite, size uint64) Hash {
 		t.upper[i] = append(t.upper[i], n.hash)
 	}
 	t.mu.Unlock()
-	return t.root()
 }
 
 func (t *tree) root() Hash {
@@ -166,19 +163,21 @@ func (t *tree) node(txn *badger.Txn, id compact.NodeID) (Hash, error) {
 		}
 		t.mu.RUnlock()
 	}
-	it, err := txn.Get(nodeKey(id))
+	// Node (l, i) completes with leaf (i+1)*2^l - 1 and is stored in that
+	// leaf's entry at position l-1.
+	h := (id.Index+1)<<id.Level - 1
+	v, err := getValue(txn, entryKey(h))
 	if err != nil {
-		return Hash{}, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
+		return Hash{}, fmt.Errorf("node %d/%d: entry %d: %w", id.Level, id.Index, h, err)
 	}
-	var h Hash
-	err = it.Value(func(v []byte) error {
-		if len(v) != len(h) {
-			return fmt.Errorf("node %d/%d is corrupt", id.Level, id.Index)
-		}
-		copy(h[:], v)
-		return nil
-	})
-	return h, err
+	_, nodes, _, err := decodeEntry(h, v)
+	if err != nil {
+		return Hash{}, err
+	}
+	if uint(len(nodes)) < id.Level {
+		return Hash{}, fmt.Errorf("node %d/%d: entry %d holds only %d nodes", id.Level, id.Index, h, len(nodes))
+	}
+	return nodes[id.Level-1], nil
 }
 
 func (t *tree) nodes(ids []compact.NodeID) ([][]byte, error) {

@@ -64,9 +64,14 @@ func decodePayload(raw []byte) (map[string]any, error) {
 	return m, nil
 }
 
+// checkValue checks one value. depth is the container level v would be at:
+// the payload map is level 1, and only maps and arrays count.
 func checkValue(v any, depth int, path string) error {
-	if depth > MaxPayloadDepth {
-		return checkErr(ErrPayload, "%s: nested deeper than %d", path, MaxPayloadDepth)
+	switch v.(type) {
+	case []any, map[string]any:
+		if depth > MaxPayloadDepth {
+			return checkErr(ErrPayload, "%s: maps and arrays nested deeper than %d levels", path, MaxPayloadDepth)
+		}
 	}
 	switch x := v.(type) {
 	case string, []byte, uint64, int64, bool:

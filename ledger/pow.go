@@ -109,17 +109,21 @@ func mineRange(ctx context.Context, base hash.Hash, start, step uint64, powBits 
 
 // appendCBORUint appends the preferred (shortest) CBOR encoding of an
 // unsigned integer, major type 0.
-func appendCBORUint(b []byte, n uint64) []byte {
+func appendCBORUint(b []byte, n uint64) []byte { return appendCBORHead(b, 0, n) }
+
+// appendCBORHead appends the shortest CBOR head of a major type and argument.
+func appendCBORHead(b []byte, major byte, n uint64) []byte {
+	m := major << 5
 	switch {
 	case n < 24:
-		return append(b, byte(n))
+		return append(b, m|byte(n))
 	case n <= 0xff:
-		return append(b, 0x18, byte(n))
+		return append(b, m|24, byte(n))
 	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, 0x19), uint16(n))
+		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(n))
 	case n <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, 0x1a), uint32(n))
+		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(n))
 	default:
-		return binary.BigEndian.AppendUint64(append(b, 0x1b), n)
+		return binary.BigEndian.AppendUint64(append(b, m|27), n)
 	}
 }

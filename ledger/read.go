@@ -30,7 +30,8 @@ func (s *Store) getEntryTxn(txn *badger.Txn, height uint64) (Entry, []byte, erro
 	if err != nil {
 		return Entry{}, nil, err
 	}
-	return decodeEntry(height, v)
+	e, _, env, err := decodeEntry(height, v)
+	return e, env, err
 }
 
 func decodeStored(e Entry, env []byte) (*SignedRecord, error) {
@@ -109,9 +110,11 @@ func (s *Store) Has(id ID) (bool, error) {
 	return err == nil, err
 }
 
-// RawEntry is a stored entry with the record's envelope bytes, undecoded.
+// RawEntry is a stored entry with the record's envelope bytes, undecoded,
+// and the Merkle nodes the entry stores.
 type RawEntry struct {
 	Entry
+	Nodes    []Hash
 	Envelope []byte
 }
 
@@ -141,11 +144,11 @@ func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) e
 			if err != nil {
 				return err
 			}
-			e, env, err := decodeEntry(h, v)
+			e, nodes, env, err := decodeEntry(h, v)
 			if err != nil {
 				return err
 			}
-			if err := fn(RawEntry{Entry: e, Envelope: env}); err != nil {
+			if err := fn(RawEntry{Entry: e, Nodes: nodes, Envelope: env}); err != nil {
 				return err
 			}
 			next++

@@ -52,11 +52,7 @@ func TestRecordChecksNameTheCheck(t *testing.T) {
 		}, ErrCanonical, "canonical"},
 		{"payload tag", func(r *Record) { r.Payload = cbor.RawMessage{0xa1, 0x61, 'a', 0xc1, 0x01} }, ErrPayload, "payload"},
 		{"payload too deep", func(r *Record) {
-			var v any = "leaf"
-			for range MaxPayloadDepth {
-				v = map[string]any{"d": v}
-			}
-			r.Payload = mustCBOR(v)
+			r.Payload = mustCBOR(nested(MaxPayloadDepth + 1))
 		}, ErrPayload, "payload"},
 	}
 	for _, tc := range cases {
@@ -68,6 +64,29 @@ func TestRecordChecksNameTheCheck(t *testing.T) {
 				t.Fatalf("Sign err = %v (check %q), want %v (%q)", err, CheckName(err), tc.want, tc.check)
 			}
 		})
+	}
+}
+
+// nested returns maps and arrays nested levels deep (the outer map is level
+// 1) around a string.
+func nested(levels int) map[string]any {
+	var v any = "leaf"
+	for i := 1; i < levels; i++ {
+		if i%2 == 0 {
+			v = []any{v}
+		} else {
+			v = map[string]any{"d": v}
+		}
+	}
+	return map[string]any{"top": v}
+}
+
+func TestPayloadDepthLimitIsInclusive(t *testing.T) {
+	if _, err := EncodePayload(nested(MaxPayloadDepth)); err != nil {
+		t.Fatalf("payload %d levels deep refused: %v", MaxPayloadDepth, err)
+	}
+	if _, err := EncodePayload(nested(MaxPayloadDepth + 1)); !errors.Is(err, ErrPayload) {
+		t.Fatalf("payload %d levels deep: err = %v", MaxPayloadDepth+1, err)
 	}
 }
 
@@ -262,5 +281,22 @@ func TestLeadingZeroBits(t *testing.T) {
 		if got := LeadingZeroBits(tc.id); got != tc.want {
 			t.Errorf("LeadingZeroBits(%x) = %d, want %d", tc.id[:3], got, tc.want)
 		}
+	}
+}
+
+func TestNewSignedRecordRefusesNonOriginator(t *testing.T) {
+	id := &Identity{Key: testKey(1)}
+	other := &Identity{Key: testKey(2)}
+	g := testGenesis(0)
+	g.Originators = map[string][]NodeID{"vote.*": {other.ID()}}
+	p, _ := EncodePayload(map[string]any{"x": int64(1)})
+	if _, err := NewSignedRecord(context.Background(), id, g, "vote.register", p, "", time.Now()); !errors.Is(err, ErrOriginator) {
+		t.Fatalf("err = %v, want ErrOriginator", err)
+	}
+	if _, err := NewSignedRecord(context.Background(), other, g, "vote.register", p, "", time.Now()); err != nil {
+		t.Fatalf("allowed originator refused: %v", err)
+	}
+	if _, err := NewSignedRecord(context.Background(), id, g, "note.text", p, "", time.Now()); err != nil {
+		t.Fatalf("open kind refused: %v", err)
 	}
 }

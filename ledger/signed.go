@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -123,4 +125,24 @@ func (s *SignedRecord) VerifySignature(network string) error {
 // String is a short description for logs.
 func (s *SignedRecord) String() string {
 	return fmt.Sprintf("%s %s", s.Kind, s.ID)
+}
+
+// NewSignedRecord builds a version-1 record of the node's, mines its proof of
+// work for the network and signs it: everything a node does to a new record
+// before appending it.
+func NewSignedRecord(ctx context.Context, id *Identity, g *Genesis, kind string, payload cbor.RawMessage, author string, created time.Time) (*SignedRecord, error) {
+	rec := &Record{
+		Version: RecordVersion, Kind: kind, Payload: payload, Origin: id.Public(),
+		Author: author, Created: created.UnixNano(),
+	}
+	if err := rec.Check(); err != nil {
+		return nil, err
+	}
+	if !g.AllowedToOriginate(kind, id.ID()) {
+		return nil, checkErr(ErrOriginator, "this node (%s) may not originate %q on network %q", id.ID().Short(), kind, g.Network)
+	}
+	if err := Mine(ctx, rec, g.PowBits); err != nil {
+		return nil, err
+	}
+	return Sign(rec, id.Key, g.Network)
 }

@@ -19,14 +19,17 @@ import (
 
 // Key prefixes of the Badger keyspace (docs/FORMAT.md, "On disk").
 const (
-	prefixEntry  = 'h' // 'h' height(8, BE)  -> entry
-	prefixIndex  = 'i' // 'i' id(32)         -> height(8, BE)
-	prefixNode   = 'n' // 'n' level(1) index(8, BE) -> node hash(32), levels >= 1
-	keyState     = 's' // 's'                -> CBOR [size, link]
-	keyGenesis   = 'g' // 'g'                -> genesis hash(32)
-	keyFormat    = 'f' // 'f'                -> format version (uint8)
-	formatV1     = 1
-	maxSourceLen = 128
+	prefixEntry = 'h' // 'h' height(8, BE)  -> entry
+	prefixIndex = 'i' // 'i' id(32)         -> height(8, BE)
+	keyState    = 's' // 's'                -> CBOR [size, link]
+	keyGenesis  = 'g' // 'g'                -> genesis hash(32)
+	keyFormat   = 'f' // 'f'                -> format version (uint8)
+	formatV1    = 1
+	// Entries (at most a 64 KiB record and its bookkeeping) stay in the LSM
+	// tree rather than Badger's value log: a value-log write would need a
+	// second fsync per commit, which costs more than the compaction it saves.
+	valueThreshold = 128 << 10
+	maxSourceLen   = 128
 )
 
 // Options configure a Store. The zero value of each field means its default.
@@ -50,10 +53,6 @@ type Options struct {
 	// GCInterval is how often the value-log garbage collector runs.
 	// Default 10 minutes.
 	GCInterval time.Duration
-	// ReadOnly opens without the write side (for verify, show, export on a
-	// data directory another process may be using is still not supported:
-	// Badger takes a directory lock either way).
-	ReadOnly bool
 }
 
 func (o *Options) setDefaults() {
@@ -151,6 +150,7 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 	tree    *tree
+	filter  *idFilter
 	reqs    chan *appendReq
 	closing chan struct{}
 	wg      sync.WaitGroup
@@ -179,11 +179,10 @@ func Open(opts Options) (*Store, error) {
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
-		WithValueThreshold(4 << 10).
+		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(64 << 20).
 		WithCompression(options.Snappy).
-		WithMetricsEnabled(false).
-		WithReadOnly(opts.ReadOnly)
+		WithMetricsEnabled(false)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open chain store %s: %w", opts.Dir, err)
@@ -197,11 +196,9 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if !opts.ReadOnly {
-		s.wg.Add(2)
-		go s.committer()
-		go s.gcLoop()
-	}
+	s.wg.Add(2)
+	go s.committer()
+	go s.gcLoop()
 	log.Debug("chain opened", "dir", opts.Dir, "size", s.head.Size)
 	return s, nil
 }
@@ -242,16 +239,14 @@ func (s *Store) load() error {
 	if err != nil {
 		return fmt.Errorf("open chain store: %w", err)
 	}
-	if !s.opts.ReadOnly {
-		err := s.db.Update(func(txn *badger.Txn) error {
-			if err := txn.Set([]byte{keyGenesis}, want[:]); err != nil {
-				return err
-			}
-			return txn.Set([]byte{keyFormat}, []byte{formatV1})
-		})
-		if err != nil {
-			return fmt.Errorf("open chain store: %w", err)
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set([]byte{keyGenesis}, want[:]); err != nil {
+			return err
 		}
+		return txn.Set([]byte{keyFormat}, []byte{formatV1})
+	})
+	if err != nil {
+		return fmt.Errorf("open chain store: %w", err)
 	}
 	s.tree = newTree(s.db)
 	if err := s.tree.load(size); err != nil {
@@ -267,6 +262,9 @@ func (s *Store) load() error {
 		}
 	}
 	s.head = Head{Size: size, Link: link, Root: s.tree.root()}
+	if s.filter, err = loadFilter(s.db, size); err != nil {
+		return fmt.Errorf("open chain store: id filter: %w", err)
+	}
 	return nil
 }
 
@@ -314,13 +312,32 @@ func (s *Store) Append(ctx context.Context, rec *SignedRecord, replication uint8
 
 // AppendBatch writes records in order, durably, and returns one Result per
 // record. The records may be split over several Badger transactions (each
-// atomic and synced) but are never interleaved with other appends' records
-// out of order. The error is for the batch as a whole (closed store,
-// cancelled before it was queued).
+// atomic and synced) but are never interleaved with other appends' records.
+// The error is for the batch as a whole (closed store, cancelled before it
+// was queued).
 func (s *Store) AppendBatch(ctx context.Context, items []Pending) ([]Result, error) {
-	if s.opts.ReadOnly {
-		return nil, errors.New("store opened read-only")
+	t, err := s.Submit(ctx, items)
+	if err != nil {
+		return nil, err
 	}
+	return t.Wait(), nil
+}
+
+// Ticket is a submitted batch of appends.
+type Ticket struct{ req *appendReq }
+
+// Wait blocks until every record of the batch is on disk (or failed) and
+// returns their results.
+func (t *Ticket) Wait() []Result {
+	<-t.req.done
+	return t.req.results
+}
+
+// Submit queues records for appending and returns without waiting for them
+// to reach the disk, so a caller with a stream of batches (an import, a
+// peer catching up) can prepare the next batch while this one is written.
+// Batches are appended in the order they are submitted.
+func (s *Store) Submit(ctx context.Context, items []Pending) (*Ticket, error) {
 	for _, it := range items {
 		if it.Record == nil || it.Record.raw == nil {
 			return nil, errors.New("append: record was not produced by Sign or DecodeSignedRecord")
@@ -332,208 +349,307 @@ func (s *Store) AppendBatch(ctx context.Context, items []Pending) ([]Result, err
 	req := &appendReq{items: items, results: make([]Result, len(items)), done: make(chan struct{})}
 	select {
 	case s.reqs <- req:
+		// Once queued the append happens whatever the caller does.
+		return &Ticket{req: req}, nil
 	case <-s.closing:
 		return nil, ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	// Once queued the append happens whatever the caller does; waiting for
-	// it keeps "acknowledged" meaning "on disk".
-	<-req.done
-	return req.results, nil
 }
 
-func (s *Store) committer() {
-	defer s.wg.Done()
-	for {
-		var batch []*appendReq
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case <-s.closing:
-			// Drain whatever a sender managed to hand over, then stop.
-			for {
-				select {
-				case r := <-s.reqs:
-					s.commit([]*appendReq{r})
-				default:
-					return
-				}
-			}
-		}
-		n := len(batch[0].items)
-	more:
-		for n < s.opts.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-				n += len(r.items)
-			default:
-				break more
-			}
-		}
-		s.commit(batch)
-	}
+// The committer owns the write side. It stages records into a Badger
+// transaction (assigning heights, links and Merkle nodes), hands the
+// transaction to Badger to commit and sync, and stages the next one while
+// that sync runs. At most one transaction is in flight: the next is sent
+// only after the previous one is on disk, so a failed commit can never
+// leave a later one on disk above a gap.
+type committer struct {
+	s        *Store
+	filter   *idFilter
+	inflight *txnWriter
+	// staged ids not yet known to be on disk, for the duplicate check
+	pending map[ID]Entry
+	// reader looks ids up on disk. It is replaced whenever a transaction
+	// lands, so it never misses one whose ids have left pending.
+	reader *badger.Txn
+	// next height and link to hand out
+	size uint64
+	link Hash
+	cur  *txnWriter
 }
 
-// txnWriter accumulates the records of one Badger transaction.
+// txnWriter is one Badger transaction's worth of records. The writes are
+// collected here and only put in a Badger transaction when it is sent:
+// Badger makes a new transaction wait until every earlier commit is done,
+// which would stall staging behind the sync in flight.
 type txnWriter struct {
-	s       *Store
-	txn     *badger.Txn
-	bytes   int64
-	count   int64
-	size    uint64 // chain size after the records staged so far
-	link    Hash
-	pending []*Result
-	nodes   []nodeWrite
-	seen    map[ID]Entry
-	now     int64
+	writes    []kv
+	bytes     int64
+	count     int64
+	results   []*Result
+	ids       []ID
+	nodes     []nodeWrite
+	finishing []*appendReq // requests whose last record is in this txn
+	head      Head         // head once this txn is committed
+	done      chan struct{}
+	err       error
 }
+
+type kv struct{ k, v []byte }
 
 type nodeWrite struct {
 	id   compact.NodeID
 	hash Hash
 }
 
-func (s *Store) commit(batch []*appendReq) {
-	head := s.Head()
-	w := &txnWriter{s: s, size: head.Size, link: head.Link, seen: map[ID]Entry{}, now: time.Now().UnixNano()}
-	w.begin()
+func (s *Store) committer() {
+	defer s.wg.Done()
+	c := &committer{s: s, filter: s.filter, pending: map[ID]Entry{}}
+	c.reset()
+	for {
+		// Nothing on its way to disk and something staged: send it now.
+		// While a transaction syncs, new requests pile into the next one;
+		// that is the group commit.
+		if c.inflight == nil && c.staged() {
+			if err := c.send(); err != nil {
+				c.fail(err)
+			}
+			continue
+		}
+		var synced <-chan struct{}
+		if c.inflight != nil {
+			synced = c.inflight.done
+		}
+		reqs := s.reqs
+		if len(c.cur.results) >= s.opts.MaxBatch {
+			reqs = nil // full: wait for the sync before taking more
+		}
+		select {
+		case r := <-reqs:
+			c.stage(r)
+		case <-synced:
+			if err := c.wait(); err != nil {
+				c.fail(err)
+			}
+		case <-s.closing:
+			// Take whatever a sender managed to hand over, write it, stop.
+			for {
+				select {
+				case r := <-s.reqs:
+					c.stage(r)
+					continue
+				default:
+				}
+				break
+			}
+			if c.staged() {
+				if err := c.send(); err != nil {
+					c.fail(err)
+				}
+			}
+			c.wait()
+			c.dropReader()
+			return
+		}
+	}
+}
+
+func (c *committer) staged() bool {
+	return len(c.cur.results) > 0 || len(c.cur.finishing) > 0
+}
+
+// stage adds a request's records to the current transaction. A failure
+// fails everything not yet on its way to disk.
+func (c *committer) stage(req *appendReq) {
 	var failed error
-	for _, req := range batch {
-		for i := range req.items {
-			if failed != nil {
-				req.results[i].Err = failed
-				continue
-			}
-			if err := w.add(&req.items[i], &req.results[i]); err != nil {
-				failed = err
-				req.results[i].Err = err
-			}
+	for i := range req.items {
+		if failed == nil {
+			failed = c.add(&req.items[i], &req.results[i])
+		}
+		if failed != nil {
+			req.results[i] = Result{Err: failed}
 		}
 	}
-	if failed == nil {
-		failed = w.flush()
-	}
+	c.cur.finishing = append(c.cur.finishing, req)
 	if failed != nil {
-		s.log.Error("append failed", "err", failed)
-		w.txn.Discard()
-		w.fail(failed)
-		// The tree's staged right border may be ahead of the disk: rebuild
-		// it from what is committed.
-		if err := s.tree.load(s.Head().Size); err != nil {
-			s.log.Error("reload merkle tree after failed append", "err", err)
-		}
+		c.fail(failed)
 	}
-	for _, req := range batch {
+}
+
+// reset takes the write position from the published head: at start, and
+// after a failed commit.
+func (c *committer) reset() {
+	h := c.s.Head()
+	c.size, c.link = h.Size, h.Link
+	clear(c.pending)
+	c.newReader()
+	c.cur = c.begin()
+}
+
+func (c *committer) dropReader() {
+	if c.reader != nil {
+		c.reader.Discard()
+		c.reader = nil
+	}
+}
+
+func (c *committer) begin() *txnWriter {
+	return &txnWriter{done: make(chan struct{})}
+}
+
+// newReader opens the snapshot duplicate checks read. Called only when no
+// transaction is in flight, so it does not wait; ids staged after it are in
+// pending.
+func (c *committer) newReader() {
+	c.dropReader()
+	c.reader = c.s.db.NewTransaction(false)
+}
+
+// fail reports err for everything staged and not yet sent, and rebuilds the
+// write position from what is on disk.
+func (c *committer) fail(err error) {
+	c.s.log.Error("append failed", "err", err)
+	w := c.cur
+	for _, r := range w.results {
+		*r = Result{Err: err}
+	}
+	for _, req := range w.finishing {
 		close(req.done)
 	}
-}
-
-func (w *txnWriter) begin() {
-	w.txn = w.s.db.NewTransaction(true)
-	w.bytes, w.count = 0, 0
-	w.pending = w.pending[:0]
-	w.nodes = w.nodes[:0]
-}
-
-func (w *txnWriter) fail(err error) {
-	for _, r := range w.pending {
-		r.Err = err
-		r.Entry = Entry{}
+	c.wait()
+	if terr := c.s.tree.load(c.s.Head().Size); terr != nil {
+		c.s.log.Error("reload merkle tree after failed append", "err", terr)
 	}
+	c.reset()
 }
 
-// add stages one record. Duplicates (already in the chain, or earlier in this
-// batch) get ErrExists and their entry.
-func (w *txnWriter) add(p *Pending, res *Result) error {
+// wait blocks until the in-flight transaction, if any, is on disk and
+// returns its error.
+func (c *committer) wait() error {
+	w := c.inflight
+	if w == nil {
+		return nil
+	}
+	<-w.done
+	c.inflight = nil
+	c.newReader()
+	for _, id := range w.ids {
+		delete(c.pending, id)
+	}
+	return w.err
+}
+
+// add stages one record. Duplicates (on disk, in flight, or earlier in this
+// transaction) get ErrExists and their entry.
+func (c *committer) add(p *Pending, res *Result) error {
 	rec := p.Record
-	if e, ok := w.seen[rec.ID]; ok {
-		res.Entry, res.Err = e, ErrExists
+	if e, ok := c.pending[rec.ID]; ok {
+		*res = Result{Entry: e, Err: ErrExists}
 		return nil
 	}
-	hv, err := getValue(w.txn, indexKey(rec.ID))
-	switch {
-	case err == nil:
-		e, _, gerr := w.s.getEntryTxn(w.txn, binary.BigEndian.Uint64(hv))
-		if gerr != nil {
-			return gerr
+	if c.filter.mayHave(rec.ID) {
+		hv, err := getValue(c.reader, indexKey(rec.ID))
+		switch {
+		case err == nil:
+			e, _, gerr := c.s.getEntryTxn(c.reader, binary.BigEndian.Uint64(hv))
+			if gerr != nil {
+				return gerr
+			}
+			*res = Result{Entry: e, Err: ErrExists}
+			return nil
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
 		}
-		res.Entry, res.Err = e, ErrExists
-		return nil
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return err
 	}
 
-	env := rec.Encode()
 	e := Entry{
-		Height: w.size, ID: rec.ID, Link: NextLink(w.link, rec.ID),
-		Replication: p.Replication, Source: p.Source, Received: w.now,
+		Height: c.size, ID: rec.ID, Link: NextLink(c.link, rec.ID),
+		Replication: p.Replication, Source: p.Source, Received: time.Now().UnixNano(),
 	}
-	val := encodeEntry(&e, env)
 	hk, ik := entryKey(e.Height), indexKey(rec.ID)
 	var hb [8]byte
 	binary.BigEndian.PutUint64(hb[:], e.Height)
 
-	// Keep each record inside one transaction: flush first if it might not
-	// fit. Badger counts key+value+2 per entry; nodes are ~1 per record.
-	need := int64(len(hk)+len(val)+len(ik)+8) + 3*(10+32) + 64
-	if w.count > 0 && (w.bytes+need > w.s.db.MaxBatchSize()*8/10 || w.count+8 > w.s.db.MaxBatchCount()*8/10) {
-		if err := w.flush(); err != nil {
+	// Keep each record inside one transaction: send the current one first
+	// if this record might not fit. Badger counts key+value+2 per entry.
+	need := int64(len(hk)+len(ik)+len(rec.raw)+len(e.Source)) + 64*32 + 256
+	w := c.cur
+	if w.count > 0 && (w.bytes+need > c.s.db.MaxBatchSize()*8/10 || w.count+4 > c.s.db.MaxBatchCount()*8/10) {
+		if err := c.send(); err != nil {
 			return err
 		}
-		w.begin()
+		w = c.cur
 	}
-	if err := w.txn.Set(hk, val); err != nil {
-		return err
-	}
-	if err := w.txn.Set(ik, hb[:]); err != nil {
-		return err
-	}
-	w.count += 2
-	w.bytes += need
-	var nodes []nodeWrite
-	w.s.tree.stage(rec.ID, func(id compact.NodeID, h []byte) {
-		if id.Level > 0 { // leaves are recomputed from the entry's id
-			nodes = append(nodes, nodeWrite{id: id, hash: Hash(h)})
+	// The leaf completes the Merkle nodes above it that it closes; they are
+	// stored in its entry (levels 1 and up, the leaf is recomputed).
+	var nodes []Hash
+	c.s.tree.stage(rec.ID, func(id compact.NodeID, h []byte) {
+		if id.Level > 0 {
+			nodes = append(nodes, Hash(h))
+			w.nodes = append(w.nodes, nodeWrite{id: id, hash: Hash(h)})
 		}
 	})
-	for _, n := range nodes {
-		if err := w.txn.Set(nodeKey(n.id), n.hash[:]); err != nil {
-			return err
-		}
-		w.count++
-	}
-	w.nodes = append(w.nodes, nodes...)
-	w.size++
-	w.link = e.Link
-	w.seen[rec.ID] = e
-	res.Entry = e
-	w.pending = append(w.pending, res)
+	val := encodeEntry(&e, nodes, rec)
+	w.writes = append(w.writes, kv{hk, val}, kv{ik, hb[:]})
+	w.count += 2
+	w.bytes += need
+	c.size++
+	c.link = e.Link
+	c.pending[rec.ID] = e
+	c.filter.add(rec.ID)
+	w.ids = append(w.ids, rec.ID)
+	*res = Result{Entry: e}
+	w.results = append(w.results, res)
 	return nil
 }
 
-// flush writes the state key, commits (one fsync) and publishes the new head.
-func (w *txnWriter) flush() error {
-	if len(w.pending) == 0 {
-		w.txn.Discard()
+// send waits for the in-flight transaction, then hands the current one to
+// Badger (commit and fsync in Badger's writer) and starts a new one.
+func (c *committer) send() error {
+	if err := c.wait(); err != nil {
+		return err
+	}
+	w := c.cur
+	c.cur = c.begin()
+	if len(w.results) == 0 {
+		for _, req := range w.finishing {
+			close(req.done)
+		}
 		return nil
 	}
-	st, err := cbor.Marshal(storedState{Size: w.size, Link: w.link[:]})
+	st, err := cbor.Marshal(storedState{Size: c.size, Link: c.link[:]})
 	if err != nil {
 		return err
 	}
-	if err := w.txn.Set([]byte{keyState}, st); err != nil {
-		return err
+	txn := c.s.db.NewTransaction(true)
+	for _, e := range append(w.writes, kv{[]byte{keyState}, st}) {
+		if err := txn.Set(e.k, e.v); err != nil {
+			txn.Discard()
+			c.cur = w // let fail() report it to this transaction's callers
+			return fmt.Errorf("stage transaction: %w", err)
+		}
 	}
-	if err := w.txn.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	root := w.s.tree.publish(w.nodes, w.size)
-	w.s.mu.Lock()
-	w.s.head = Head{Size: w.size, Link: w.link, Root: root}
-	w.s.mu.Unlock()
-	w.pending = w.pending[:0]
+	w.writes = nil
+	w.head = Head{Size: c.size, Link: c.link, Root: c.s.tree.root()}
+	c.inflight = w
+	txn.CommitWith(func(err error) {
+		if err != nil {
+			w.err = fmt.Errorf("commit: %w", err)
+			for _, r := range w.results {
+				*r = Result{Err: w.err}
+			}
+		} else {
+			c.s.tree.publish(w.nodes)
+			c.s.mu.Lock()
+			c.s.head = w.head
+			c.s.mu.Unlock()
+		}
+		for _, req := range w.finishing {
+			close(req.done)
+		}
+		close(w.done)
+	})
 	return nil
 }
 
@@ -572,14 +688,6 @@ func indexKey(id ID) []byte {
 	return k
 }
 
-func nodeKey(id compact.NodeID) []byte {
-	k := make([]byte, 10)
-	k[0] = prefixNode
-	k[1] = byte(id.Level)
-	binary.BigEndian.PutUint64(k[2:], id.Index)
-	return k
-}
-
 func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
 	it, err := txn.Get(key)
 	if err != nil {
@@ -588,9 +696,11 @@ func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
 	return it.ValueCopy(nil)
 }
 
-// Stored entry: CBOR array of 6 [id, link, replication, source, received,
-// envelope]. The id comes first with a fixed header, so the Merkle code can
-// read it without decoding the rest.
+// Stored entry: CBOR array of 7 [id, link, replication, source, received,
+// nodes, envelope]. nodes holds the Merkle nodes (levels 1 and up, lowest
+// first) that this entry's leaf completes: node (level l, index i) is in the
+// entry at height (i+1)*2^l - 1, position l-1. The id comes first with a
+// fixed header, so the Merkle code can read it without decoding the rest.
 type storedEntry struct {
 	_           struct{} `cbor:",toarray"`
 	ID          []byte
@@ -598,40 +708,67 @@ type storedEntry struct {
 	Replication uint8
 	Source      string
 	Received    int64
+	Nodes       [][]byte
 	Envelope    cbor.RawMessage
 }
 
-func encodeEntry(e *Entry, env []byte) []byte {
-	b, err := encMode.Marshal(storedEntry{
-		ID: e.ID[:], Link: e.Link[:], Replication: e.Replication,
-		Source: e.Source, Received: e.Received, Envelope: env,
-	})
-	if err != nil {
-		panic("encode entry: " + err.Error()) // only fixed-shape fields
+// encodeEntry writes the stored entry, with the envelope embedded as-is.
+// Built by hand because every append pays for it;
+// TestEntryEncodingMatchesLibrary checks it against the CBOR library.
+func encodeEntry(e *Entry, nodes []Hash, rec *SignedRecord) []byte {
+	b := make([]byte, 0, 90+len(e.Source)+34*len(nodes)+len(rec.raw)+70)
+	b = append(b, 0x87, 0x58, 0x20)
+	b = append(b, e.ID[:]...)
+	b = append(b, 0x58, 0x20)
+	b = append(b, e.Link[:]...)
+	b = appendCBORUint(b, uint64(e.Replication))
+	b = appendCBORHead(b, 3, uint64(len(e.Source)))
+	b = append(b, e.Source...)
+	if e.Received >= 0 {
+		b = appendCBORUint(b, uint64(e.Received))
+	} else {
+		b = appendCBORHead(b, 1, uint64(-(e.Received + 1)))
 	}
-	return b
+	b = appendCBORHead(b, 4, uint64(len(nodes)))
+	for _, n := range nodes {
+		b = append(b, 0x58, 0x20)
+		b = append(b, n[:]...)
+	}
+	b = append(b, 0x82)
+	b = append(b, rec.raw...)
+	b = append(b, 0x58, byte(len(rec.Signature)))
+	return append(b, rec.Signature...)
 }
 
-// entryID extracts the id from a stored entry: 0x86 0x58 0x20 then 32 bytes.
+// entryID extracts the id from a stored entry: 0x87 0x58 0x20 then 32 bytes.
 func entryID(v []byte) (ID, error) {
 	var id ID
-	if len(v) < 35 || v[0] != 0x86 || v[1] != 0x58 || v[2] != 0x20 {
+	if len(v) < 35 || v[0] != 0x87 || v[1] != 0x58 || v[2] != 0x20 {
 		return id, errors.New("stored entry is corrupt")
 	}
 	copy(id[:], v[3:35])
 	return id, nil
 }
 
-func decodeEntry(height uint64, v []byte) (Entry, []byte, error) {
+// decodeEntry returns the entry, the Merkle nodes it stores and the record
+// envelope.
+func decodeEntry(height uint64, v []byte) (Entry, []Hash, []byte, error) {
 	var se storedEntry
 	if err := decMode.Unmarshal(v, &se); err != nil {
-		return Entry{}, nil, fmt.Errorf("entry %d is corrupt: %w", height, err)
+		return Entry{}, nil, nil, fmt.Errorf("entry %d is corrupt: %w", height, err)
 	}
 	if len(se.ID) != 32 || len(se.Link) != 32 {
-		return Entry{}, nil, fmt.Errorf("entry %d is corrupt: bad id or link length", height)
+		return Entry{}, nil, nil, fmt.Errorf("entry %d is corrupt: bad id or link length", height)
 	}
 	e := Entry{Height: height, Replication: se.Replication, Source: se.Source, Received: se.Received}
 	copy(e.ID[:], se.ID)
 	copy(e.Link[:], se.Link)
-	return e, se.Envelope, nil
+	nodes := make([]Hash, len(se.Nodes))
+	for i, n := range se.Nodes {
+		if len(n) != 32 {
+			return Entry{}, nil, nil, fmt.Errorf("entry %d is corrupt: Merkle node of %d bytes", height, len(n))
+		}
+		copy(nodes[i][:], n)
+	}
+	return e, nodes, se.Envelope, nil
 }

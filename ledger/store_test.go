@@ -1,8 +1,10 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -255,5 +257,87 @@ func TestClosedStoreRefusesAppends(t *testing.T) {
 	s.Close()
 	if _, err := s.Append(context.Background(), makeRecord(t, testKey(1), g, 1), 0, "local"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("append after close: %v", err)
+	}
+}
+
+func TestEntryEncodingMatchesLibrary(t *testing.T) {
+	g := testGenesis(0)
+	rec := makeRecord(t, testKey(1), g, 1)
+	for _, tc := range []struct {
+		e     Entry
+		nodes []Hash
+	}{
+		{Entry{ID: rec.ID, Link: Hash{9}, Replication: 0, Source: "local", Received: 1}, nil},
+		{Entry{ID: rec.ID, Link: Hash{9}, Replication: 200, Source: strings.Repeat("p", 100), Received: 1 << 62}, []Hash{{1}, {2}, {3}}},
+		{Entry{ID: rec.ID, Replication: 23, Source: "", Received: -5}, []Hash{{7}}},
+	} {
+		libNodes := [][]byte{}
+		for _, n := range tc.nodes {
+			libNodes = append(libNodes, bytes.Clone(n[:]))
+		}
+		lib, err := encMode.Marshal(storedEntry{
+			ID: tc.e.ID[:], Link: tc.e.Link[:], Replication: tc.e.Replication,
+			Source: tc.e.Source, Received: tc.e.Received, Nodes: libNodes, Envelope: rec.Encode(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeEntry(&tc.e, tc.nodes, rec); !bytes.Equal(got, lib) {
+			t.Fatalf("entry %+v:\nhand    %x\nlibrary %x", tc.e, got, lib)
+		}
+		back, nodes, env, err := decodeEntry(0, lib)
+		if err != nil || back != tc.e || !bytes.Equal(env, rec.Encode()) || len(nodes) != len(tc.nodes) {
+			t.Fatalf("decode: %+v %v", back, err)
+		}
+		for i := range nodes {
+			if nodes[i] != tc.nodes[i] {
+				t.Fatalf("node %d differs", i)
+			}
+		}
+	}
+}
+
+func TestReopenKeepsProofs(t *testing.T) {
+	dir := t.TempDir()
+	g := testGenesis(0)
+	s := openTestStore(t, dir, g)
+	var ids []ID
+	for i := range 200 {
+		r := makeRecord(t, testKey(4), g, i)
+		if _, err := s.Append(context.Background(), r, 0, "local"); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	s.Close()
+	s = openTestStore(t, dir, g)
+	defer s.Close()
+	root := refRoot(t, ids)
+	if s.Head().Root != root {
+		t.Fatal("root changed across reopen")
+	}
+	for _, idx := range []uint64{0, 31, 63, 64, 127, 128, 199} {
+		p, err := s.InclusionProof(idx, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifyInclusion(ids[idx], idx, 200, p, root); err != nil {
+			t.Fatalf("proof %d after reopen: %v", idx, err)
+		}
+	}
+	if r, err := s.RootAt(150); err != nil || r != refRoot(t, ids[:150]) {
+		t.Fatalf("RootAt(150) after reopen: %v", err)
+	}
+	// The cached upper levels survive the reopen and keep growing.
+	for i := 200; i < 260; i++ {
+		r := makeRecord(t, testKey(4), g, i)
+		if _, err := s.Append(context.Background(), r, 0, "local"); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	p, err := s.InclusionProof(5, 260)
+	if err != nil || VerifyInclusion(ids[5], 5, 260, p, refRoot(t, ids)) != nil {
+		t.Fatalf("proof after growing past the reopen: %v", err)
 	}
 }

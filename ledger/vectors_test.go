@@ -46,6 +46,7 @@ type Vectors struct {
 	CheckpointNote  string   `json:"checkpoint_note"`
 	ExportLine      string   `json:"export_line"`
 	StoredEntry     string   `json:"stored_entry"`
+	StoredEntry1    string   `json:"stored_entry_1"`
 }
 
 const vectorNetwork = "vectors"
@@ -181,7 +182,17 @@ func computeVectors(t *testing.T) *Vectors {
 	enc.SetEscapeHTML(false)
 	enc.Encode(x)
 	v.ExportLine = strings.TrimSuffix(buf.String(), "\n")
-	v.StoredEntry = hex.EncodeToString(encodeEntry(&e, r0.Encode()))
+	v.StoredEntry = hex.EncodeToString(encodeEntry(&e, nil, r0))
+	e1 := Entry{Height: 1, ID: recs[1].ID, Link: Hash(mustHex(v.Links[1])), Replication: 2, Source: "peer", Received: 1767225600000000001}
+	v.StoredEntry1 = hex.EncodeToString(encodeEntry(&e1, []Hash{Hash(n01)}, recs[1]))
+	stored, err := s.db.NewTransaction(false).Get(entryKey(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, _ := stored.ValueCopy(nil)
+	if se, _, _, err := decodeEntry(0, sv); err != nil || se.ID != r0.ID {
+		t.Fatalf("store's entry 0 does not decode: %v", err)
+	}
 	return v
 }
 

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -134,8 +133,6 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		rng    = (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
 		treeEr error
 	)
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
 	for b := range order {
 		<-b.done
 		for i, r := range b.entries {
@@ -149,15 +146,19 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 				return nil, &ChainError{Height: r.Height, Err: fmt.Errorf("%w: stored %s, recomputed %s", ErrLink, r.Link, link)}
 			}
 			leaf := LeafHash(r.ID)
+			k := 0
 			_ = rng.Append(leaf[:], func(id compact.NodeID, h []byte) {
 				if id.Level == 0 || treeEr != nil {
 					return
 				}
-				stored, err := getValue(txn, nodeKey(id))
-				if err != nil || !bytes.Equal(stored, h) {
-					treeEr = fmt.Errorf("%w: node level %d index %d (%v)", ErrTree, id.Level, id.Index, err)
+				if k >= len(r.Nodes) || r.Nodes[k] != Hash(h) {
+					treeEr = fmt.Errorf("%w: node level %d index %d", ErrTree, id.Level, id.Index)
 				}
+				k++
 			})
+			if treeEr == nil && k != len(r.Nodes) {
+				treeEr = fmt.Errorf("%w: entry stores %d nodes, its leaf completes %d", ErrTree, len(r.Nodes), k)
+			}
 			if treeEr != nil {
 				cancel()
 				return nil, &ChainError{Height: r.Height, Err: treeEr}

@@ -70,20 +70,28 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 		{"payload", 17, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			// Replace the stored record by another, validly signed one: the
 			// entry's id no longer matches the bytes.
-			e, _, _ := s.getEntry(17)
-			damage(t, s, entryKey(17), func([]byte) []byte { return encodeEntry(&e, recs[18].Encode()) })
+			damage(t, s, entryKey(17), func(v []byte) []byte {
+				e, nodes, _, _ := decodeEntry(17, v)
+				return encodeEntry(&e, nodes, recs[18])
+			})
 		}, ErrID},
 		{"link", 450, func(t *testing.T, s *Store, recs []*SignedRecord) {
-			e, env, _ := s.getEntry(450)
-			e.Link[0] ^= 1
-			damage(t, s, entryKey(450), func([]byte) []byte { return encodeEntry(&e, env) })
+			damage(t, s, entryKey(450), func(v []byte) []byte {
+				e, nodes, env, _ := decodeEntry(450, v)
+				e.Link[0] ^= 1
+				return encodeEntry(&e, nodes, mustDecode(t, env))
+			})
 		}, ErrLink},
 		{"index", 99, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			damage(t, s, indexKey(recs[99].ID), func([]byte) []byte { return nil })
 		}, ErrIndex},
 		{"tree", 255, func(t *testing.T, s *Store, _ []*SignedRecord) {
-			// Level 8 node 0 completes with leaf 255.
-			damage(t, s, []byte{prefixNode, 8, 0, 0, 0, 0, 0, 0, 0, 0}, func(v []byte) []byte { v[3] ^= 1; return v })
+			// Level 8 node 0 completes with leaf 255, which stores it last.
+			damage(t, s, entryKey(255), func(v []byte) []byte {
+				e, nodes, env, _ := decodeEntry(255, v)
+				nodes[7][3] ^= 1
+				return encodeEntry(&e, nodes, mustDecode(t, env))
+			})
 		}, ErrTree},
 		{"missing", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
 			damage(t, s, entryKey(512), func([]byte) []byte { return nil })

@@ -1,0 +1,126 @@
+// Package node composes a pyvnode node: it owns the data directory layout,
+// first-start initialisation, and the start and orderly stop of every part
+// (the chain today; the client protocol, replication and the web panel as
+// they arrive).
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pyvnode/pyvnode/ledger"
+)
+
+// DefaultDataDir is where a node keeps its state unless told otherwise.
+const DefaultDataDir = "pyvnode-data"
+
+// DefaultNetwork names the one-node network a fresh data directory starts.
+const DefaultNetwork = "local"
+
+// Paths inside a data directory (docs/FORMAT.md §12).
+func KeyPath(dir string) string     { return filepath.Join(dir, "node.key") }
+func GenesisPath(dir string) string { return filepath.Join(dir, "genesis.json") }
+func ChainDir(dir string) string    { return filepath.Join(dir, "chain") }
+
+// InitOptions describe a new data directory.
+type InitOptions struct {
+	// Genesis to install. Nil means a one-node network named DefaultNetwork
+	// with the default proof of work.
+	Genesis *ledger.Genesis
+	// Identity to install. Nil means generate one (or keep the existing key).
+	Identity *ledger.Identity
+}
+
+// Initialized reports whether dir already holds a genesis.
+func Initialized(dir string) bool {
+	_, err := os.Stat(GenesisPath(dir))
+	return err == nil
+}
+
+// Init creates a data directory: its identity key (kept if one exists) and
+// its genesis. It refuses to replace an existing, different genesis.
+func Init(dir string, opts InitOptions) (*ledger.Identity, *ledger.Genesis, bool, error) {
+	g := opts.Genesis
+	if g == nil {
+		g = ledger.NewGenesis(DefaultNetwork)
+	}
+	if err := g.Validate(); err != nil {
+		return nil, nil, false, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, false, fmt.Errorf("create data directory: %w", err)
+	}
+	var (
+		id      *ledger.Identity
+		created bool
+		err     error
+	)
+	if opts.Identity != nil {
+		id = opts.Identity
+		if existing, lerr := ledger.LoadIdentity(KeyPath(dir)); lerr == nil {
+			if existing.ID() != id.ID() {
+				return nil, nil, false, fmt.Errorf("%s already holds a different node key", KeyPath(dir))
+			}
+		} else if errors.Is(lerr, fs.ErrNotExist) {
+			if err := id.Save(KeyPath(dir)); err != nil {
+				return nil, nil, false, err
+			}
+			created = true
+		} else {
+			return nil, nil, false, lerr
+		}
+	} else if id, created, err = ledger.LoadOrCreateIdentity(KeyPath(dir)); err != nil {
+		return nil, nil, false, err
+	}
+	if old, err := ledger.LoadGenesis(GenesisPath(dir)); err == nil {
+		if old.Hash() != g.Hash() {
+			return nil, nil, false, fmt.Errorf("%s already holds the genesis of network %q; refusing to replace it", GenesisPath(dir), old.Network)
+		}
+		return id, old, created, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, false, err
+	}
+	if err := g.Save(GenesisPath(dir)); err != nil {
+		return nil, nil, false, err
+	}
+	return id, g, created, nil
+}
+
+// Data is an opened data directory.
+type Data struct {
+	Dir      string
+	Identity *ledger.Identity
+	Genesis  *ledger.Genesis
+	Store    *ledger.Store
+}
+
+// OpenData opens an initialised data directory: key, genesis and chain.
+func OpenData(dir string, log *slog.Logger) (*Data, error) {
+	if !Initialized(dir) {
+		return nil, fmt.Errorf("%s is not a pyvnode data directory (no genesis.json); run 'pyvnode init --data %s' or 'pyvnode serve --data %s' first", dir, dir, dir)
+	}
+	id, err := ledger.LoadIdentity(KeyPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	g, err := ledger.LoadGenesis(GenesisPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	st, err := ledger.Open(ledger.Options{Dir: ChainDir(dir), Genesis: g, Logger: log})
+	if err != nil {
+		if strings.Contains(err.Error(), "directory lock") {
+			return nil, fmt.Errorf("%s is in use by a running node; stop it first or use 'pyvnode client': %w", dir, err)
+		}
+		return nil, err
+	}
+	return &Data{Dir: dir, Identity: id, Genesis: g, Store: st}, nil
+}
+
+// Close closes the chain.
+func (d *Data) Close() error { return d.Store.Close() }
