@@ -12,9 +12,12 @@ func serveCommand() *ucli.Command {
 		Usage: "run the node (initialises the data directory on first start)",
 		Description: "With no flags, serve keeps its state in ./pyvnode-data, creating it on first start\n" +
 			"(identity key, genesis of a one-node network). SIGINT or SIGTERM stop it cleanly.",
-		Flags: []ucli.Flag{dataFlag()},
+		Flags: []ucli.Flag{dataFlag(), memoryLimitFlag()},
 		Action: func(c *ucli.Context) error {
 			if err := wantArgs(c, 0, 0); err != nil {
+				return err
+			}
+			if err := applyMemoryLimit(c); err != nil {
 				return err
 			}
 			n, err := node.Start(c.Context, node.Config{DataDir: c.String("data"), Logger: slog.Default()})

@@ -118,10 +118,10 @@ type RawEntry struct {
 	Envelope []byte
 }
 
-// IterateRaw calls fn for each entry from height from upward, in order,
-// until fn returns an error, ctx is cancelled or the entries end. The
-// envelope is not decoded or checked; fn owns the slices it is given.
-func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) error) error {
+// iterateValues calls fn with each stored entry's height and value bytes
+// from height from upward, in order, checking that no height is missing.
+// fn owns v.
+func (s *Store) iterateValues(ctx context.Context, from uint64, fn func(h uint64, v []byte) error) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{
 			Prefix: []byte{prefixEntry}, PrefetchValues: true, PrefetchSize: 256,
@@ -144,16 +144,25 @@ func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) e
 			if err != nil {
 				return err
 			}
-			e, nodes, env, err := decodeEntry(h, v)
-			if err != nil {
-				return err
-			}
-			if err := fn(RawEntry{Entry: e, Nodes: nodes, Envelope: env}); err != nil {
+			if err := fn(h, v); err != nil {
 				return err
 			}
 			next++
 		}
 		return nil
+	})
+}
+
+// IterateRaw calls fn for each entry from height from upward, in order,
+// until fn returns an error, ctx is cancelled or the entries end. The
+// envelope is not decoded or checked; fn owns the slices it is given.
+func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) error) error {
+	return s.iterateValues(ctx, from, func(h uint64, v []byte) error {
+		e, nodes, env, err := decodeEntry(h, v)
+		if err != nil {
+			return err
+		}
+		return fn(RawEntry{Entry: e, Nodes: nodes, Envelope: env})
 	})
 }
 

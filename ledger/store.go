@@ -25,10 +25,12 @@ const (
 	keyGenesis  = 'g' // 'g'                -> genesis hash(32)
 	keyFormat   = 'f' // 'f'                -> format version (uint8)
 	formatV1    = 1
-	// Entries (at most a 64 KiB record and its bookkeeping) stay in the LSM
-	// tree rather than Badger's value log: a value-log write would need a
-	// second fsync per commit, which costs more than the compaction it saves.
-	valueThreshold = 128 << 10
+	// Entries (a record and its bookkeeping, a few hundred bytes) go to
+	// Badger's value log; the LSM tree keeps only keys, small index values
+	// and value pointers, so compactions move about a fifth of the data.
+	// The price is a second sync per commit (value log and memtable log);
+	// docs/PERFORMANCE.md has the measurements that chose this.
+	valueThreshold = 64
 	maxSourceLen   = 128
 )
 
@@ -41,7 +43,7 @@ type Options struct {
 	Genesis *Genesis
 	// Logger receives the store's and Badger's logs. Default slog.Default().
 	Logger *slog.Logger
-	// MemTableSize is Badger's memtable size. Default 16 MiB.
+	// MemTableSize is Badger's memtable size. Default 8 MiB.
 	MemTableSize int64
 	// BlockCacheSize is Badger's block cache. Default 16 MiB.
 	BlockCacheSize int64
@@ -60,7 +62,7 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.Default()
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 16 << 20
+		o.MemTableSize = 8 << 20
 	}
 	if o.BlockCacheSize == 0 {
 		o.BlockCacheSize = 16 << 20
@@ -175,14 +177,15 @@ func Open(opts Options) (*Store, error) {
 		WithNumMemtables(3).
 		WithBlockCacheSize(opts.BlockCacheSize).
 		WithIndexCacheSize(opts.IndexCacheSize).
-		WithBaseTableSize(4 << 20).
+		WithBaseTableSize(2 << 20).
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(64 << 20).
-		WithCompression(options.Snappy).
+		WithCompression(options.None).
 		WithMetricsEnabled(false)
+	bo.TableSizeMultiplier = 1 // every table BaseTableSize: bounded builder memory
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open chain store %s: %w", opts.Dir, err)

@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
 	"time"
@@ -47,19 +49,28 @@ type VerifyReport struct {
 	Duration time.Duration
 }
 
+type verifyItem struct {
+	height uint64
+	value  []byte // stored entry, decoded by the worker
+	entry  Entry
+	nodes  []Hash
+	err    error
+}
+
 type verifyBatch struct {
-	entries []RawEntry
-	errs    []error
-	done    chan struct{}
+	items []verifyItem
+	sum   multisetHash // of (id, height) over the batch
+	done  chan struct{}
 }
 
 const verifyBatchSize = 256
 
 // Verify recomputes everything the chain claims: each record's canonical
 // encoding, id, proof of work, originator rule and signature (in parallel
-// on all cores), then in chain order each hash link, the id index, every
-// stored Merkle node, the root and the stored head. It returns a
-// *ChainError for the first bad height.
+// on all cores), then in chain order each hash link, every stored Merkle
+// node, the root and the stored head; and it checks that the id index maps
+// exactly the chain's ids to their heights. It returns a *ChainError for
+// the first bad height.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	start := time.Now()
 	workers := opts.Workers
@@ -67,7 +78,6 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		workers = runtime.GOMAXPROCS(0)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	head := s.Head()
 	v := &Validator{Genesis: s.opts.Genesis}
 
@@ -79,15 +89,14 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		go func() {
 			defer wg.Done()
 			for b := range jobs {
-				s.verifyRecords(v, b)
+				verifyEntries(v, b)
 				close(b.done)
 			}
 		}()
 	}
 	var (
 		readErr  error
-		lastRead = uint64(0)
-		anyRead  bool
+		readNext uint64 // height the reader stopped at
 	)
 	readerDone := make(chan struct{})
 	go func() {
@@ -96,7 +105,6 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		defer close(jobs)
 		b := &verifyBatch{done: make(chan struct{})}
 		send := func() bool {
-			b.errs = make([]error, len(b.entries))
 			select {
 			case order <- b:
 			case <-ctx.Done():
@@ -106,18 +114,18 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 			b = &verifyBatch{done: make(chan struct{})}
 			return true
 		}
-		readErr = s.IterateRaw(ctx, 0, func(r RawEntry) error {
-			if r.Height >= head.Size {
+		readErr = s.iterateValues(ctx, 0, func(h uint64, val []byte) error {
+			if h >= head.Size {
 				return errStopIter
 			}
-			lastRead, anyRead = r.Height, true
-			b.entries = append(b.entries, r)
-			if len(b.entries) == verifyBatchSize && !send() {
+			readNext = h + 1
+			b.items = append(b.items, verifyItem{height: h, value: val})
+			if len(b.items) == verifyBatchSize && !send() {
 				return ctx.Err()
 			}
 			return nil
 		})
-		if len(b.entries) > 0 {
+		if len(b.items) > 0 {
 			send()
 		}
 	}()
@@ -127,54 +135,38 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		wg.Wait()
 	}()
 
+	// The index is checked as a multiset: the sum of H(id || height) over
+	// the chain must equal the same sum over the index, read in one
+	// sequential scan beside the chain. Only on a mismatch is the index
+	// searched entry by entry for the first bad height.
+	idxSum := make(chan indexScan, 1)
+	go func() { idxSum <- s.scanIndex(ctx) }()
+
 	var (
-		link   Hash
-		count  uint64
-		rng    = (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
-		treeEr error
+		link  Hash
+		count uint64
+		sum   multisetHash
+		rng   = (&compact.RangeFactory{Hash: hasher.HashChildren}).NewEmptyRange(0)
 	)
 	for b := range order {
 		<-b.done
-		for i, r := range b.entries {
-			if b.errs[i] != nil {
-				cancel()
-				return nil, &ChainError{Height: r.Height, Err: b.errs[i]}
+		for i := range b.items {
+			it := &b.items[i]
+			if it.err != nil {
+				return nil, &ChainError{Height: it.height, Err: it.err}
 			}
-			link = NextLink(link, r.ID)
-			if link != r.Link {
-				cancel()
-				return nil, &ChainError{Height: r.Height, Err: fmt.Errorf("%w: stored %s, recomputed %s", ErrLink, r.Link, link)}
-			}
-			leaf := LeafHash(r.ID)
-			k := 0
-			_ = rng.Append(leaf[:], func(id compact.NodeID, h []byte) {
-				if id.Level == 0 || treeEr != nil {
-					return
-				}
-				if k >= len(r.Nodes) || r.Nodes[k] != Hash(h) {
-					treeEr = fmt.Errorf("%w: node level %d index %d", ErrTree, id.Level, id.Index)
-				}
-				k++
-			})
-			if treeEr == nil && k != len(r.Nodes) {
-				treeEr = fmt.Errorf("%w: entry stores %d nodes, its leaf completes %d", ErrTree, len(r.Nodes), k)
-			}
-			if treeEr != nil {
-				cancel()
-				return nil, &ChainError{Height: r.Height, Err: treeEr}
+			if err := checkLinkAndTree(rng, &link, it); err != nil {
+				return nil, &ChainError{Height: it.height, Err: err}
 			}
 			count++
 		}
+		sum.add(&b.sum)
 		if opts.Progress != nil {
 			opts.Progress(count)
 		}
 	}
 	if readErr != nil && !errors.Is(readErr, errStopIter) {
-		next := uint64(0)
-		if anyRead {
-			next = lastRead + 1
-		}
-		return nil, &ChainError{Height: next, Err: readErr}
+		return nil, &ChainError{Height: readNext, Err: readErr}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -190,45 +182,146 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	if root != head.Root || link != head.Link {
 		return nil, &ChainError{Height: count, Err: fmt.Errorf("%w: root %s link %s, recomputed root %s link %s", ErrHead, head.Root, head.Link, root, link)}
 	}
-	if n, err := s.countIndex(); err != nil || n != count {
-		return nil, &ChainError{Height: count, Err: fmt.Errorf("%w: index holds %d ids for %d records (%v)", ErrIndex, n, count, err)}
+	scan := <-idxSum
+	if scan.err != nil {
+		return nil, fmt.Errorf("read id index: %w", scan.err)
+	}
+	if scan.sum != sum || scan.count != count {
+		return nil, s.findIndexDamage(ctx, count, scan.count)
 	}
 	return &VerifyReport{Records: count, Root: root, Link: link, Duration: time.Since(start)}, nil
 }
 
 var errStopIter = errors.New("stop iteration")
 
-// verifyRecords runs the per-record checks of one batch.
-func (s *Store) verifyRecords(v *Validator, b *verifyBatch) {
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	for i, r := range b.entries {
-		rec, err := DecodeSignedRecord(r.Envelope)
-		if err == nil && rec.ID != r.ID {
-			err = &CheckError{Check: ErrID, Detail: fmt.Sprintf("entry says %s, record bytes hash to %s", r.ID, rec.ID)}
+// checkLinkAndTree advances the hash chain and the Merkle tree by one entry
+// and compares them with what the entry stores.
+func checkLinkAndTree(rng *compact.Range, link *Hash, it *verifyItem) error {
+	*link = NextLink(*link, it.entry.ID)
+	if *link != it.entry.Link {
+		return fmt.Errorf("%w: stored %s, recomputed %s", ErrLink, it.entry.Link, *link)
+	}
+	leaf := LeafHash(it.entry.ID)
+	var bad error
+	k := 0
+	_ = rng.Append(leaf[:], func(id compact.NodeID, h []byte) {
+		if id.Level == 0 || bad != nil {
+			return
+		}
+		if k >= len(it.nodes) || it.nodes[k] != Hash(h) {
+			bad = fmt.Errorf("%w: node level %d index %d", ErrTree, id.Level, id.Index)
+		}
+		k++
+	})
+	if bad == nil && k != len(it.nodes) {
+		bad = fmt.Errorf("%w: entry stores %d nodes, its leaf completes %d", ErrTree, len(it.nodes), k)
+	}
+	return bad
+}
+
+// verifyEntries runs the per-record checks of one batch.
+func verifyEntries(v *Validator, b *verifyBatch) {
+	for i := range b.items {
+		it := &b.items[i]
+		e, nodes, env, err := decodeEntry(it.height, it.value)
+		it.value = nil
+		if err != nil {
+			it.err = err
+			continue
+		}
+		it.entry, it.nodes = e, nodes
+		rec, err := DecodeSignedRecord(env)
+		if err == nil && rec.ID != e.ID {
+			err = &CheckError{Check: ErrID, Detail: fmt.Sprintf("entry says %s, record bytes hash to %s", e.ID, rec.ID)}
 		}
 		if err == nil {
 			err = v.Check(rec)
 		}
-		if err == nil {
-			hv, gerr := getValue(txn, indexKey(r.ID))
-			if gerr != nil || len(hv) != 8 || binary.BigEndian.Uint64(hv) != r.Height {
-				err = fmt.Errorf("%w: id %s does not map to this height (%v)", ErrIndex, r.ID, gerr)
-			}
-		}
-		b.errs[i] = err
+		it.err = err
+		b.sum.addPair(e.ID, it.height)
 	}
 }
 
-func (s *Store) countIndex() (uint64, error) {
-	var n uint64
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixIndex}})
+// multisetHash is a sum mod 2^256 of SHA-256(id || height): equal sums mean
+// (up to a collision) equal multisets of pairs, whatever the order they
+// were added in.
+type multisetHash [4]uint64
+
+func (m *multisetHash) addPair(id ID, height uint64) {
+	var buf [40]byte
+	copy(buf[:32], id[:])
+	binary.BigEndian.PutUint64(buf[32:], height)
+	sum := sha256.Sum256(buf[:])
+	var x multisetHash
+	for i := range x {
+		x[i] = binary.BigEndian.Uint64(sum[8*i:])
+	}
+	m.add(&x)
+}
+
+func (m *multisetHash) add(x *multisetHash) {
+	var carry uint64
+	for i := 3; i >= 0; i-- {
+		m[i], carry = bits.Add64(m[i], x[i], carry)
+	}
+}
+
+type indexScan struct {
+	sum   multisetHash
+	count uint64
+	err   error
+}
+
+// scanIndex reads the whole id index in key order.
+func (s *Store) scanIndex(ctx context.Context) indexScan {
+	var r indexScan
+	r.err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixIndex}, PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			n++
+			if r.count&4095 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var id ID
+			copy(id[:], it.Item().Key()[1:])
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("index value for %s is %d bytes", id, len(v))
+				}
+				r.sum.addPair(id, binary.BigEndian.Uint64(v))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			r.count++
 		}
 		return nil
 	})
-	return n, err
+	return r
+}
+
+// findIndexDamage is the slow path after the index sums disagree: look up
+// every entry's id and report the first height the index gets wrong, or,
+// if every id maps right, the extra keys.
+func (s *Store) findIndexDamage(ctx context.Context, size, indexed uint64) error {
+	var found error
+	err := s.IterateRaw(ctx, 0, func(r RawEntry) error {
+		if r.Height >= size {
+			return errStopIter
+		}
+		h, err := s.Height(r.ID)
+		if err != nil || h != r.Height {
+			found = &ChainError{Height: r.Height, Err: fmt.Errorf("%w: id %s maps to %d (%v)", ErrIndex, r.ID, h, err)}
+			return errStopIter
+		}
+		return nil
+	})
+	if found != nil {
+		return found
+	}
+	if err != nil && !errors.Is(err, errStopIter) {
+		return err
+	}
+	return &ChainError{Height: size, Err: fmt.Errorf("%w: index holds %d ids for %d records", ErrIndex, indexed, size)}
 }

@@ -93,6 +93,16 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 				return encodeEntry(&e, nodes, mustDecode(t, env))
 			})
 		}, ErrTree},
+		{"index points elsewhere", 42, func(t *testing.T, s *Store, recs []*SignedRecord) {
+			damage(t, s, indexKey(recs[42].ID), func([]byte) []byte { return []byte{0, 0, 0, 0, 0, 0, 0, 43} })
+		}, ErrIndex},
+		{"extra index key", 600, func(t *testing.T, s *Store, recs []*SignedRecord) {
+			if err := s.db.Update(func(txn *badger.Txn) error {
+				return txn.Set(indexKey(ID{0xee}), []byte{0, 0, 0, 0, 0, 0, 0, 1})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrIndex},
 		{"missing", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
 			damage(t, s, entryKey(512), func([]byte) []byte { return nil })
 		}, nil},
