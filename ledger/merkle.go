@@ -10,6 +10,10 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 )
 
+// compactNodeID names a node of the tree: its level (0 for leaves) and its
+// index within the level.
+type compactNodeID = compact.NodeID
+
 // hasher is the RFC 6962 tree hasher: leaf = SHA-256(0x00 || id),
 // node = SHA-256(0x01 || left || right).
 var hasher = rfc6962.DefaultHasher
@@ -21,9 +25,9 @@ var hasher = rfc6962.DefaultHasher
 const cacheLevel = 5
 
 // tree is the Merkle tree over record ids in chain order. Every complete
-// node of level >= 1 is stored once, in the entry of the leaf that completes
-// it; nothing is ever rewritten, so any past root and every proof is
-// O(log n) entry reads.
+// node of level >= 1 is stored once, in the height index of the leaf that
+// completes it (and in its entry in the segment); nothing is ever
+// rewritten, so any past root and every proof is O(log n) index reads.
 type tree struct {
 	db      *badger.DB
 	factory compact.RangeFactory
@@ -56,10 +60,11 @@ func (t *tree) load(size uint64) error {
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", h, err)
 			}
-			_, nodes, _, err := decodeEntry(h, v)
+			loc, err := decodeLocator(v)
 			if err != nil {
 				return err
 			}
+			nodes := loc.nodes
 			for l := uint(cacheLevel); l <= uint(len(nodes)); l++ {
 				i := int(l - cacheLevel)
 				for len(upper) <= i {
@@ -141,17 +146,12 @@ func (t *tree) root() Hash {
 // node returns the hash of a complete node.
 func (t *tree) node(txn *badger.Txn, id compact.NodeID) (Hash, error) {
 	if id.Level == 0 {
-		it, err := txn.Get(entryKey(id.Index))
+		v, err := getValue(txn, entryKey(id.Index))
 		if err != nil {
 			return Hash{}, fmt.Errorf("leaf %d: %w", id.Index, err)
 		}
-		var leaf Hash
-		err = it.Value(func(v []byte) error {
-			rid, err := entryID(v)
-			leaf = LeafHash(rid)
-			return err
-		})
-		return leaf, err
+		loc, err := decodeLocator(v)
+		return LeafHash(loc.id), err
 	}
 	if id.Level >= cacheLevel {
 		t.mu.RLock()
@@ -170,10 +170,11 @@ func (t *tree) node(txn *badger.Txn, id compact.NodeID) (Hash, error) {
 	if err != nil {
 		return Hash{}, fmt.Errorf("node %d/%d: entry %d: %w", id.Level, id.Index, h, err)
 	}
-	_, nodes, _, err := decodeEntry(h, v)
+	loc, err := decodeLocator(v)
 	if err != nil {
 		return Hash{}, err
 	}
+	nodes := loc.nodes
 	if uint(len(nodes)) < id.Level {
 		return Hash{}, fmt.Errorf("node %d/%d: entry %d holds only %d nodes", id.Level, id.Index, h, len(nodes))
 	}

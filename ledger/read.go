@@ -22,16 +22,34 @@ func (s *Store) getEntry(height uint64) (Entry, []byte, error) {
 	return e, env, err
 }
 
-func (s *Store) getEntryTxn(txn *badger.Txn, height uint64) (Entry, []byte, error) {
+func (s *Store) locatorTxn(txn *badger.Txn, height uint64) (locator, error) {
 	v, err := getValue(txn, entryKey(height))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return Entry{}, nil, fmt.Errorf("%w: no record at height %d", ErrNotFound, height)
+		return locator{}, fmt.Errorf("%w: no record at height %d", ErrNotFound, height)
 	}
+	if err != nil {
+		return locator{}, err
+	}
+	return decodeLocator(v)
+}
+
+func (s *Store) getEntryTxn(txn *badger.Txn, height uint64) (Entry, []byte, error) {
+	loc, err := s.locatorTxn(txn, height)
 	if err != nil {
 		return Entry{}, nil, err
 	}
-	e, _, env, err := decodeEntry(height, v)
-	return e, env, err
+	payload, err := s.segs.readFrame(loc.pos)
+	if err != nil {
+		return Entry{}, nil, fmt.Errorf("entry %d: %w", height, err)
+	}
+	e, _, env, err := decodeEntry(payload)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if e.Height != height || e.ID != loc.id {
+		return Entry{}, nil, fmt.Errorf("%w: index points height %d (%s) at entry %d (%s)", ErrIndex, height, loc.id, e.Height, e.ID)
+	}
+	return e, env, nil
 }
 
 func decodeStored(e Entry, env []byte) (*SignedRecord, error) {
@@ -111,56 +129,65 @@ func (s *Store) Has(id ID) (bool, error) {
 }
 
 // RawEntry is a stored entry with the record's envelope bytes, undecoded,
-// and the Merkle nodes the entry stores.
+// and the Merkle nodes the entry carries.
 type RawEntry struct {
 	Entry
 	Nodes    []Hash
 	Envelope []byte
 }
 
-// iterateValues calls fn with each stored entry's height and value bytes
-// from height from upward, in order, checking that no height is missing.
-// fn owns v.
-func (s *Store) iterateValues(ctx context.Context, from uint64, fn func(h uint64, v []byte) error) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{
-			Prefix: []byte{prefixEntry}, PrefetchValues: true, PrefetchSize: 256,
-		})
-		defer it.Close()
-		next := from
-		for it.Seek(entryKey(from)); it.Valid(); it.Next() {
-			if next&1023 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			k := it.Item().Key()
-			if len(k) != 9 {
-				return fmt.Errorf("entry key %x is malformed", k)
-			}
-			h := binary.BigEndian.Uint64(k[1:])
-			if h != next {
-				return fmt.Errorf("entry %d is missing (found %d next)", next, h)
-			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if err := fn(h, v); err != nil {
-				return err
-			}
-			next++
+// iterateFrames calls fn with each entry's frame position and payload from
+// height from up to the head (as it was when the call began), reading the
+// segments sequentially. fn owns the payload.
+func (s *Store) iterateFrames(ctx context.Context, from uint64, fn func(h uint64, p framePos, payload []byte) error) error {
+	size := s.Count()
+	if from >= size {
+		return nil
+	}
+	var loc locator
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		loc, err = s.locatorTxn(txn, from)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	next := from
+	_, err = s.segs.scan(loc.pos.seg, loc.pos.off, func(p framePos, payload []byte) error {
+		if next >= size {
+			return errStopIter
 		}
+		if next&1023 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := fn(next, p, payload); err != nil {
+			return err
+		}
+		next++
 		return nil
 	})
+	// Frames past the head may be mid-write: stopping there is not an error.
+	if errors.Is(err, errStopIter) || (errors.Is(err, errTorn) && next >= size) {
+		err = nil
+	}
+	if err == nil && next < size {
+		err = fmt.Errorf("segments end at entry %d, the chain has %d", next, size)
+	}
+	return err
 }
 
 // IterateRaw calls fn for each entry from height from upward, in order,
 // until fn returns an error, ctx is cancelled or the entries end. The
 // envelope is not decoded or checked; fn owns the slices it is given.
 func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) error) error {
-	return s.iterateValues(ctx, from, func(h uint64, v []byte) error {
-		e, nodes, env, err := decodeEntry(h, v)
+	return s.iterateFrames(ctx, from, func(h uint64, _ framePos, payload []byte) error {
+		e, nodes, env, err := decodeEntry(payload)
 		if err != nil {
 			return err
+		}
+		if e.Height != h {
+			return fmt.Errorf("segments hold entry %d where %d belongs", e.Height, h)
 		}
 		return fn(RawEntry{Entry: e, Nodes: nodes, Envelope: env})
 	})

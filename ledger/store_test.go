@@ -268,15 +268,15 @@ func TestEntryEncodingMatchesLibrary(t *testing.T) {
 		nodes []Hash
 	}{
 		{Entry{ID: rec.ID, Link: Hash{9}, Replication: 0, Source: "local", Received: 1}, nil},
-		{Entry{ID: rec.ID, Link: Hash{9}, Replication: 200, Source: strings.Repeat("p", 100), Received: 1 << 62}, []Hash{{1}, {2}, {3}}},
-		{Entry{ID: rec.ID, Replication: 23, Source: "", Received: -5}, []Hash{{7}}},
+		{Entry{Height: 1 << 40, ID: rec.ID, Link: Hash{9}, Replication: 200, Source: strings.Repeat("p", 100), Received: 1 << 62}, []Hash{{1}, {2}, {3}}},
+		{Entry{Height: 23, ID: rec.ID, Replication: 23, Source: "", Received: -5}, []Hash{{7}}},
 	} {
 		libNodes := [][]byte{}
 		for _, n := range tc.nodes {
 			libNodes = append(libNodes, bytes.Clone(n[:]))
 		}
 		lib, err := encMode.Marshal(storedEntry{
-			ID: tc.e.ID[:], Link: tc.e.Link[:], Replication: tc.e.Replication,
+			Height: tc.e.Height, ID: tc.e.ID[:], Link: tc.e.Link[:], Replication: tc.e.Replication,
 			Source: tc.e.Source, Received: tc.e.Received, Nodes: libNodes, Envelope: rec.Encode(),
 		})
 		if err != nil {
@@ -285,7 +285,7 @@ func TestEntryEncodingMatchesLibrary(t *testing.T) {
 		if got := encodeEntry(&tc.e, tc.nodes, rec); !bytes.Equal(got, lib) {
 			t.Fatalf("entry %+v:\nhand    %x\nlibrary %x", tc.e, got, lib)
 		}
-		back, nodes, env, err := decodeEntry(0, lib)
+		back, nodes, env, err := decodeEntry(lib)
 		if err != nil || back != tc.e || !bytes.Equal(env, rec.Encode()) || len(nodes) != len(tc.nodes) {
 			t.Fatalf("decode: %+v %v", back, err)
 		}

@@ -15,7 +15,7 @@ func TestTmpProfImport(t *testing.T) {
 	g := testGenesis(0)
 	s := openTestStore(t, t.TempDir(), g)
 	defer s.Close()
-	recs := signedBatch(t, g, 300000, 2)
+	recs := signedBatch(t, g, tmpEnv("TMP_N", 300000), 2)
 	items := make([]Pending, len(recs))
 	for i, r := range recs {
 		items[i] = Pending{Record: r, Source: "import"}

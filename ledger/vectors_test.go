@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"github.com/dgraph-io/badger/v4"
 	"os"
 	"strings"
 	"testing"
@@ -47,6 +48,8 @@ type Vectors struct {
 	ExportLine      string   `json:"export_line"`
 	StoredEntry     string   `json:"stored_entry"`
 	StoredEntry1    string   `json:"stored_entry_1"`
+	Frame0          string   `json:"frame_0"`
+	Locator0        string   `json:"locator_0"`
 }
 
 const vectorNetwork = "vectors"
@@ -185,14 +188,29 @@ func computeVectors(t *testing.T) *Vectors {
 	v.StoredEntry = hex.EncodeToString(encodeEntry(&e, nil, r0))
 	e1 := Entry{Height: 1, ID: recs[1].ID, Link: Hash(mustHex(v.Links[1])), Replication: 2, Source: "peer", Received: 1767225600000000001}
 	v.StoredEntry1 = hex.EncodeToString(encodeEntry(&e1, []Hash{Hash(n01)}, recs[1]))
-	stored, err := s.db.NewTransaction(false).Get(entryKey(0))
+	// The store wrote the same frame payload, apart from its receive time.
+	var loc locator
+	if err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		loc, err = s.locatorTxn(txn, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sv, err := s.segs.readFrame(loc.pos)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sv, _ := stored.ValueCopy(nil)
-	if se, _, _, err := decodeEntry(0, sv); err != nil || se.ID != r0.ID {
+	se, _, _, err := decodeEntry(sv)
+	if err != nil || se.ID != r0.ID || se.Link != e.Link {
 		t.Fatalf("store's entry 0 does not decode: %v", err)
 	}
+	se.Received = e.Received
+	if !bytes.Equal(encodeEntry(&se, nil, r0), encodeEntry(&e, nil, r0)) {
+		t.Fatal("store's frame payload differs from the documented one")
+	}
+	v.Locator0 = hex.EncodeToString(loc.encode())
+	v.Frame0 = hex.EncodeToString(appendFrame(nil, mustHex(v.StoredEntry)))
 	return v
 }
 

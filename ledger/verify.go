@@ -51,7 +51,8 @@ type VerifyReport struct {
 
 type verifyItem struct {
 	height uint64
-	value  []byte // stored entry, decoded by the worker
+	pos    framePos
+	value  []byte // frame payload, decoded by the worker
 	entry  Entry
 	nodes  []Hash
 	err    error
@@ -59,7 +60,7 @@ type verifyItem struct {
 
 type verifyBatch struct {
 	items []verifyItem
-	sum   multisetHash // of (id, height) over the batch
+	sum   multisetHash // of the index keys and values the batch implies
 	done  chan struct{}
 }
 
@@ -114,12 +115,12 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 			b = &verifyBatch{done: make(chan struct{})}
 			return true
 		}
-		readErr = s.iterateValues(ctx, 0, func(h uint64, val []byte) error {
+		readErr = s.iterateFrames(ctx, 0, func(h uint64, p framePos, val []byte) error {
 			if h >= head.Size {
 				return errStopIter
 			}
 			readNext = h + 1
-			b.items = append(b.items, verifyItem{height: h, value: val})
+			b.items = append(b.items, verifyItem{height: h, pos: p, value: val})
 			if len(b.items) == verifyBatchSize && !send() {
 				return ctx.Err()
 			}
@@ -135,10 +136,11 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		wg.Wait()
 	}()
 
-	// The index is checked as a multiset: the sum of H(id || height) over
-	// the chain must equal the same sum over the index, read in one
-	// sequential scan beside the chain. Only on a mismatch is the index
-	// searched entry by entry for the first bad height.
+	// The indexes are checked as a multiset: the sum of H(key || value)
+	// over the index keys the entries imply must equal the same sum over
+	// the keys Badger holds, read in one sequential scan beside the
+	// segments. Only on a mismatch are they searched entry by entry for
+	// the first bad height.
 	idxSum := make(chan indexScan, 1)
 	go func() { idxSum <- s.scanIndex(ctx) }()
 
@@ -223,8 +225,11 @@ func checkLinkAndTree(rng *compact.Range, link *Hash, it *verifyItem) error {
 func verifyEntries(v *Validator, b *verifyBatch) {
 	for i := range b.items {
 		it := &b.items[i]
-		e, nodes, env, err := decodeEntry(it.height, it.value)
+		e, nodes, env, err := decodeEntry(it.value)
 		it.value = nil
+		if err == nil && e.Height != it.height {
+			err = fmt.Errorf("segments hold entry %d where %d belongs", e.Height, it.height)
+		}
 		if err != nil {
 			it.err = err
 			continue
@@ -238,20 +243,24 @@ func verifyEntries(v *Validator, b *verifyBatch) {
 			err = v.Check(rec)
 		}
 		it.err = err
-		b.sum.addPair(e.ID, it.height)
+		loc := locator{id: e.ID, pos: it.pos, nodes: nodes}
+		b.sum.addKV(entryKey(it.height), loc.encode())
+		b.sum.addKV(indexKey(e.ID), heightBytes(it.height))
 	}
 }
 
-// multisetHash is a sum mod 2^256 of SHA-256(id || height): equal sums mean
-// (up to a collision) equal multisets of pairs, whatever the order they
-// were added in.
+// multisetHash is a sum mod 2^256 of SHA-256(len(key) || key || value)
+// over key-value pairs: equal sums mean (up to a collision) equal sets of
+// pairs, whatever the order they were added in.
 type multisetHash [4]uint64
 
-func (m *multisetHash) addPair(id ID, height uint64) {
-	var buf [40]byte
-	copy(buf[:32], id[:])
-	binary.BigEndian.PutUint64(buf[32:], height)
-	sum := sha256.Sum256(buf[:])
+func (m *multisetHash) addKV(k, v []byte) {
+	h := sha256.New()
+	h.Write([]byte{byte(len(k))})
+	h.Write(k)
+	h.Write(v)
+	var sum [32]byte
+	h.Sum(sum[:0])
 	var x multisetHash
 	for i := range x {
 		x[i] = binary.BigEndian.Uint64(sum[8*i:])
@@ -272,29 +281,27 @@ type indexScan struct {
 	err   error
 }
 
-// scanIndex reads the whole id index in key order.
+// scanIndex reads both indexes in key order.
 func (s *Store) scanIndex(ctx context.Context) indexScan {
 	var r indexScan
 	r.err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixIndex}, PrefetchValues: true, PrefetchSize: 256})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if r.count&4095 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var id ID
-			copy(id[:], it.Item().Key()[1:])
-			err := it.Item().Value(func(v []byte) error {
-				if len(v) != 8 {
-					return fmt.Errorf("index value for %s is %d bytes", id, len(v))
+		for _, prefix := range []byte{prefixEntry, prefixIndex} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}, PrefetchValues: true, PrefetchSize: 256})
+			for it.Rewind(); it.Valid(); it.Next() {
+				if r.count&4095 == 0 && ctx.Err() != nil {
+					it.Close()
+					return ctx.Err()
 				}
-				r.sum.addPair(id, binary.BigEndian.Uint64(v))
-				return nil
-			})
-			if err != nil {
-				return err
+				k := it.Item().Key()
+				if err := it.Item().Value(func(v []byte) error { r.sum.addKV(k, v); return nil }); err != nil {
+					it.Close()
+					return err
+				}
+				if prefix == prefixIndex {
+					r.count++
+				}
 			}
-			r.count++
+			it.Close()
 		}
 		return nil
 	})
@@ -302,26 +309,41 @@ func (s *Store) scanIndex(ctx context.Context) indexScan {
 }
 
 // findIndexDamage is the slow path after the index sums disagree: look up
-// every entry's id and report the first height the index gets wrong, or,
-// if every id maps right, the extra keys.
+// every entry in both indexes and report the first height they get wrong,
+// or, if every entry is indexed right, the extra keys.
 func (s *Store) findIndexDamage(ctx context.Context, size, indexed uint64) error {
 	var found error
-	err := s.IterateRaw(ctx, 0, func(r RawEntry) error {
-		if r.Height >= size {
+	err := s.iterateFrames(ctx, 0, func(h uint64, p framePos, payload []byte) error {
+		e, nodes, _, err := decodeEntry(payload)
+		if err != nil {
+			return err
+		}
+		bad := func(format string, args ...any) error {
+			found = &ChainError{Height: h, Err: fmt.Errorf("%w: "+format, append([]any{ErrIndex}, args...)...)}
 			return errStopIter
 		}
-		h, err := s.Height(r.ID)
-		if err != nil || h != r.Height {
-			found = &ChainError{Height: r.Height, Err: fmt.Errorf("%w: id %s maps to %d (%v)", ErrIndex, r.ID, h, err)}
-			return errStopIter
+		if got, err := s.Height(e.ID); err != nil || got != h {
+			return bad("id %s maps to %d (%v)", e.ID, got, err)
+		}
+		var loc locator
+		err = s.db.View(func(txn *badger.Txn) error {
+			var err error
+			loc, err = s.locatorTxn(txn, h)
+			return err
+		})
+		if err != nil {
+			return bad("height index: %v", err)
+		}
+		if loc.id != e.ID || loc.pos != p || !equalHashes(loc.nodes, nodes) {
+			return bad("height index entry differs from the segment's entry")
 		}
 		return nil
 	})
 	if found != nil {
 		return found
 	}
-	if err != nil && !errors.Is(err, errStopIter) {
+	if err != nil {
 		return err
 	}
-	return &ChainError{Height: size, Err: fmt.Errorf("%w: index holds %d ids for %d records", ErrIndex, indexed, size)}
+	return &ChainError{Height: size, Err: fmt.Errorf("%w: index holds %d ids for %d records, or extra height keys", ErrIndex, indexed, size)}
 }

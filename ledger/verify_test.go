@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -38,7 +39,7 @@ func TestVerifyCleanChain(t *testing.T) {
 	}
 }
 
-// damage rewrites one key in the store behind its back.
+// damage rewrites one index key in the store behind its back.
 func damage(t *testing.T, s *Store, key []byte, f func([]byte) []byte) {
 	t.Helper()
 	err := s.db.Update(func(txn *badger.Txn) error {
@@ -56,6 +57,48 @@ func damage(t *testing.T, s *Store, key []byte, f func([]byte) []byte) {
 	}
 }
 
+// damageFrame rewrites entry h's frame payload in its segment, in place.
+// With fixCRC the checksum is recomputed, as a forger would.
+func damageFrame(t *testing.T, s *Store, h uint64, fixCRC bool, f func(payload []byte) []byte) {
+	t.Helper()
+	var loc locator
+	if err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		loc, err = s.locatorTxn(txn, h)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := s.segs.readFrame(loc.pos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np := f(bytes.Clone(payload))
+	if len(np) != len(payload) {
+		t.Fatalf("damageFrame must keep the length (%d -> %d)", len(payload), len(np))
+	}
+	frame := appendFrame(nil, np)
+	if !fixCRC {
+		copy(frame[4:8], appendFrame(nil, payload)[4:8])
+	}
+	file, _ := s.segs.file(loc.pos.seg)
+	if _, err := file.WriteAt(frame, loc.pos.off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewriteEntry decodes a frame payload, lets edit change it, re-encodes.
+func rewriteEntry(t *testing.T, edit func(e *Entry, nodes []Hash, rec *SignedRecord) ([]Hash, *SignedRecord)) func([]byte) []byte {
+	return func(p []byte) []byte {
+		e, nodes, env, err := decodeEntry(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes, rec := edit(&e, nodes, mustDecode(t, env))
+		return encodeEntry(&e, nodes, rec)
+	}
+}
+
 func TestVerifyFindsFirstDamage(t *testing.T) {
 	g := testGenesis(4)
 	cases := []struct {
@@ -65,34 +108,37 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 		want   error
 	}{
 		{"signature", 300, func(t *testing.T, s *Store, _ []*SignedRecord) {
-			damage(t, s, entryKey(300), func(v []byte) []byte { v[len(v)-1] ^= 1; return v })
+			damageFrame(t, s, 300, true, func(p []byte) []byte { p[len(p)-1] ^= 1; return p })
 		}, ErrSignature},
+		{"checksum", 301, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			damageFrame(t, s, 301, false, func(p []byte) []byte { p[len(p)-1] ^= 1; return p })
+		}, errTorn},
 		{"payload", 17, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			// Replace the stored record by another, validly signed one: the
 			// entry's id no longer matches the bytes.
-			damage(t, s, entryKey(17), func(v []byte) []byte {
-				e, nodes, _, _ := decodeEntry(17, v)
-				return encodeEntry(&e, nodes, recs[18])
-			})
+			damageFrame(t, s, 17, true, rewriteEntry(t, func(e *Entry, n []Hash, _ *SignedRecord) ([]Hash, *SignedRecord) {
+				return n, recs[18]
+			}))
 		}, ErrID},
 		{"link", 450, func(t *testing.T, s *Store, recs []*SignedRecord) {
-			damage(t, s, entryKey(450), func(v []byte) []byte {
-				e, nodes, env, _ := decodeEntry(450, v)
+			damageFrame(t, s, 450, true, rewriteEntry(t, func(e *Entry, n []Hash, r *SignedRecord) ([]Hash, *SignedRecord) {
 				e.Link[0] ^= 1
-				return encodeEntry(&e, nodes, mustDecode(t, env))
-			})
+				return n, r
+			}))
 		}, ErrLink},
+		{"tree in segment", 255, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			// Level 8 node 0 completes with leaf 255, which stores it last.
+			damageFrame(t, s, 255, true, rewriteEntry(t, func(e *Entry, n []Hash, r *SignedRecord) ([]Hash, *SignedRecord) {
+				n[7][3] ^= 1
+				return n, r
+			}))
+		}, ErrTree},
+		{"tree in index", 127, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			damage(t, s, entryKey(127), func(v []byte) []byte { v[len(v)-1] ^= 1; return v })
+		}, ErrIndex},
 		{"index", 99, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			damage(t, s, indexKey(recs[99].ID), func([]byte) []byte { return nil })
 		}, ErrIndex},
-		{"tree", 255, func(t *testing.T, s *Store, _ []*SignedRecord) {
-			// Level 8 node 0 completes with leaf 255, which stores it last.
-			damage(t, s, entryKey(255), func(v []byte) []byte {
-				e, nodes, env, _ := decodeEntry(255, v)
-				nodes[7][3] ^= 1
-				return encodeEntry(&e, nodes, mustDecode(t, env))
-			})
-		}, ErrTree},
 		{"index points elsewhere", 42, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			damage(t, s, indexKey(recs[42].ID), func([]byte) []byte { return []byte{0, 0, 0, 0, 0, 0, 0, 43} })
 		}, ErrIndex},
@@ -103,9 +149,9 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, ErrIndex},
-		{"missing", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
+		{"height key missing", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
 			damage(t, s, entryKey(512), func([]byte) []byte { return nil })
-		}, nil},
+		}, ErrIndex},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

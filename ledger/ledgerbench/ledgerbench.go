@@ -10,9 +10,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -402,11 +404,13 @@ func procStatus(field string) int64 {
 
 func dirSize(dir string) int64 {
 	var n int64
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil && !fi.IsDir() {
-			n += fi.Size()
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
 		}
-	}
+		return nil
+	})
 	return n
 }
