@@ -67,7 +67,7 @@ func benchCommand() *ucli.Command {
 					fmt.Fprintf(w, "chain size                    %d records (%.0f MB on disk)\n", rep.Records, rep.DiskMB)
 					fmt.Fprintf(w, "bulk import                   %.0f records/s (%.1f s)\n", rep.ImportPerSec, rep.ImportSeconds)
 					fmt.Fprintf(w, "durable append, %2d writers    %.0f records/s (sign + append + fsync)\n", rep.AppendWriters, rep.AppendPerSec)
-					fmt.Fprintf(w, "peak RSS while appending      %.0f MB\n", rep.PeakRSSMB)
+					fmt.Fprintf(w, "peak RSS while appending      %.0f MB (anonymous %.0f MB)\n", rep.PeakRSSMB, rep.PeakAnonMB)
 					fmt.Fprintf(w, "full verify                   %.0f records/s (%.1f s)\n", rep.VerifyPerSec, rep.VerifySeconds)
 					fmt.Fprintf(w, "bare ed25519.Verify           %.0f /s  -> verify reaches %.0f%%\n", rep.Ed25519PerSec, rep.VerifyPercent)
 					fmt.Fprintf(w, "inclusion proof               %.1f µs to produce, %.2f µs to verify\n", rep.ProofProduceUS, rep.ProofVerifyUS)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/fxamacker/cbor/v2"
 )
 
 // ErrFailed is returned by every append after a write to disk failed: the
@@ -41,7 +40,10 @@ type committer struct {
 // txnWriter is one transaction's worth of records.
 type txnWriter struct {
 	chunks    []chunk // frames for the segments
-	writes    []kv    // index keys for Badger
+	first     uint64  // height of the first record
+	locs      []byte  // their slots in heights.idx
+	nodeBytes []byte  // the nodes they complete, for nodes.idx
+	writes    []kv    // id index keys for Badger
 	bytes     int64
 	results   []*Result
 	ids       []ID
@@ -202,8 +204,8 @@ func (c *committer) add(p *Pending, res *Result) error {
 	}
 	w := c.cur
 	// Keep the index writes inside one Badger transaction.
-	const need = 9 + locatorFixed + 64*32 + 33 + 8 + 64
-	if len(w.results) > 0 && (w.bytes+need > c.s.db.MaxBatchSize()*8/10 || int64(2*len(w.results)+4) > c.s.db.MaxBatchCount()*8/10) {
+	const need = 33 + 8 + 64
+	if len(w.results) > 0 && (w.bytes+need > c.s.db.MaxBatchSize()*8/10 || int64(len(w.results)+4) > c.s.db.MaxBatchCount()*8/10) {
 		c.send()
 		if c.failed != nil {
 			return c.failed
@@ -236,8 +238,16 @@ func (c *committer) add(p *Pending, res *Result) error {
 		w.chunks = append(w.chunks, chunk{seg: pos.seg, off: pos.off, data: appendFrame(nil, payload)})
 	}
 	c.pos.off += frameLen
-	loc := locator{id: rec.ID, pos: pos, nodes: nodes}
-	w.writes = append(w.writes, kv{entryKey(e.Height), loc.encode()}, kv{indexKey(rec.ID), heightBytes(e.Height)})
+	if len(w.results) == 0 {
+		w.first = e.Height
+	}
+	loc := locator{id: rec.ID, pos: pos}
+	w.locs = append(w.locs, make([]byte, locatorSize)...)
+	loc.put(w.locs[len(w.locs)-locatorSize:])
+	for _, n := range nodes {
+		w.nodeBytes = append(w.nodeBytes, n[:]...)
+	}
+	w.writes = append(w.writes, kv{indexKey(rec.ID), heightBytes(e.Height)})
 	w.bytes += need
 
 	c.size++
@@ -274,8 +284,9 @@ func (c *committer) send() {
 }
 
 // write makes one transaction durable: frames to the segments and synced,
-// then the index keys and the state to Badger. The records are
-// acknowledged only after both.
+// then the flat indexes and the id index (not synced: a checkpoint does
+// that, and an open replays what came after it). The records are
+// acknowledged only after all three.
 func (s *Store) write(w *txnWriter) {
 	finish := func(err error) {
 		if err != nil {
@@ -299,13 +310,12 @@ func (s *Store) write(w *txnWriter) {
 		finish(err)
 		return
 	}
-	st, err := cbor.Marshal(storedState{Size: w.head.Size, Link: w.head.Link[:], Seg: w.end.seg, Off: w.end.off})
-	if err != nil {
+	if err := s.flat.write(w.first, w.locs, nodesBefore(w.first), w.nodeBytes); err != nil {
 		finish(err)
 		return
 	}
 	txn := s.db.NewTransaction(true)
-	for _, e := range append(w.writes, kv{[]byte{keyState}, st}) {
+	for _, e := range w.writes {
 		if err := txn.Set(e.k, e.v); err != nil {
 			txn.Discard()
 			finish(fmt.Errorf("index: %w", err))

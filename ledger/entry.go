@@ -2,8 +2,6 @@ package ledger
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
@@ -111,43 +109,4 @@ func decodeEntry(v []byte) (Entry, []Hash, []byte, error) {
 		copy(nodes[i][:], n)
 	}
 	return e, nodes, se.Envelope, nil
-}
-
-// locator is the value of the 'h' index key: where entry h is and what the
-// Merkle tree needs from it, so proofs never read the segments.
-//
-//	id (32) | segment (4) | offset (8) | frame payload length (4) | nodes (32 each)
-type locator struct {
-	id    ID
-	pos   framePos
-	nodes []Hash
-}
-
-const locatorFixed = 32 + 4 + 8 + 4
-
-func (l *locator) encode() []byte {
-	b := make([]byte, locatorFixed, locatorFixed+32*len(l.nodes))
-	copy(b, l.id[:])
-	binary.BigEndian.PutUint32(b[32:], l.pos.seg)
-	binary.BigEndian.PutUint64(b[36:], uint64(l.pos.off))
-	binary.BigEndian.PutUint32(b[44:], l.pos.n)
-	for _, n := range l.nodes {
-		b = append(b, n[:]...)
-	}
-	return b
-}
-
-func decodeLocator(b []byte) (locator, error) {
-	if len(b) < locatorFixed || (len(b)-locatorFixed)%32 != 0 {
-		return locator{}, errors.New("index entry is corrupt")
-	}
-	var l locator
-	copy(l.id[:], b)
-	l.pos.seg = binary.BigEndian.Uint32(b[32:])
-	l.pos.off = int64(binary.BigEndian.Uint64(b[36:]))
-	l.pos.n = binary.BigEndian.Uint32(b[44:])
-	for rest := b[locatorFixed:]; len(rest) > 0; rest = rest[32:] {
-		l.nodes = append(l.nodes, Hash(rest[:32]))
-	}
-	return l, nil
 }

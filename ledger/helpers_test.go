@@ -67,3 +67,15 @@ func benchRecords(def int) int {
 	}
 	return def
 }
+
+// committerStopForTest abandons a store without a checkpoint, as a crash
+// would: it stops the goroutines and closes the files, nothing else.
+func (s *Store) committerStopForTest() {
+	s.once.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		s.db.Close()
+		s.flat.close()
+		s.segs.close()
+	})
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -25,11 +24,11 @@ var hasher = rfc6962.DefaultHasher
 const cacheLevel = 5
 
 // tree is the Merkle tree over record ids in chain order. Every complete
-// node of level >= 1 is stored once, in the height index of the leaf that
-// completes it (and in its entry in the segment); nothing is ever
-// rewritten, so any past root and every proof is O(log n) index reads.
+// node of level >= 1 is written once, to nodes.idx (and in the entry of the
+// leaf that completes it); nothing is ever rewritten, so any past root and
+// every proof is O(log n) small reads.
 type tree struct {
-	db      *badger.DB
+	flat    *flatIndex
 	factory compact.RangeFactory
 
 	// rng is the right border of the tree: the committer's alone.
@@ -39,65 +38,40 @@ type tree struct {
 	upper [][]Hash // upper[i] holds the complete nodes of level cacheLevel+i
 }
 
-func newTree(db *badger.DB) *tree {
-	return &tree{db: db, factory: compact.RangeFactory{Hash: hasher.HashChildren}}
+func newTree(flat *flatIndex) *tree {
+	return &tree{flat: flat, factory: compact.RangeFactory{Hash: hasher.HashChildren}}
 }
 
 // LeafHash is the RFC 6962 leaf hash of a record id.
 func LeafHash(id ID) Hash { return Hash(hasher.HashLeaf(id[:])) }
 
 // load rebuilds the in-memory state for a chain of the given size: the
-// cached upper levels (from the entries that complete them) and the right
-// border.
+// cached upper levels and the right border.
 func (t *tree) load(size uint64) error {
 	var upper [][]Hash
-	err := t.db.View(func(txn *badger.Txn) error {
-		// Every node of level >= cacheLevel is stored in an entry at a
-		// height h with h+1 a multiple of 2^cacheLevel.
-		step := uint64(1) << cacheLevel
-		for h := step - 1; h < size; h += step {
-			v, err := getValue(txn, entryKey(h))
-			if err != nil {
-				return fmt.Errorf("entry %d: %w", h, err)
-			}
-			loc, err := decodeLocator(v)
+	for level := uint(cacheLevel); level < 64 && size>>level > 0; level++ {
+		n := size >> level
+		nodes := make([]Hash, n)
+		for i := range n {
+			h, err := t.flat.node(compactNodeID{Level: level, Index: i})
 			if err != nil {
 				return err
 			}
-			nodes := loc.nodes
-			for l := uint(cacheLevel); l <= uint(len(nodes)); l++ {
-				i := int(l - cacheLevel)
-				for len(upper) <= i {
-					upper = append(upper, nil)
-				}
-				if want := (h+1)>>l - 1; uint64(len(upper[i])) != want {
-					return fmt.Errorf("entry %d holds node %d/%d out of order", h, l, want)
-				}
-				upper[i] = append(upper[i], nodes[l-1])
-			}
+			nodes[i] = h
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		upper = append(upper, nodes)
 	}
 	t.mu.Lock()
 	t.upper = upper
 	t.mu.Unlock()
 	ids := compact.RangeNodes(0, size, nil)
 	hashes := make([][]byte, len(ids))
-	err = t.db.View(func(txn *badger.Txn) error {
-		for i, id := range ids {
-			h, err := t.node(txn, id)
-			if err != nil {
-				return err
-			}
-			hashes[i] = h[:]
+	for i, id := range ids {
+		h, err := t.node(id)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		hashes[i] = h[:]
 	}
 	rng, err := t.factory.NewRange(0, size, hashes)
 	if err != nil {
@@ -144,13 +118,9 @@ func (t *tree) root() Hash {
 }
 
 // node returns the hash of a complete node.
-func (t *tree) node(txn *badger.Txn, id compact.NodeID) (Hash, error) {
+func (t *tree) node(id compactNodeID) (Hash, error) {
 	if id.Level == 0 {
-		v, err := getValue(txn, entryKey(id.Index))
-		if err != nil {
-			return Hash{}, fmt.Errorf("leaf %d: %w", id.Index, err)
-		}
-		loc, err := decodeLocator(v)
+		loc, err := t.flat.locator(id.Index)
 		return LeafHash(loc.id), err
 	}
 	if id.Level >= cacheLevel {
@@ -163,37 +133,19 @@ func (t *tree) node(txn *badger.Txn, id compact.NodeID) (Hash, error) {
 		}
 		t.mu.RUnlock()
 	}
-	// Node (l, i) completes with leaf (i+1)*2^l - 1 and is stored in that
-	// leaf's entry at position l-1.
-	h := (id.Index+1)<<id.Level - 1
-	v, err := getValue(txn, entryKey(h))
-	if err != nil {
-		return Hash{}, fmt.Errorf("node %d/%d: entry %d: %w", id.Level, id.Index, h, err)
-	}
-	loc, err := decodeLocator(v)
-	if err != nil {
-		return Hash{}, err
-	}
-	nodes := loc.nodes
-	if uint(len(nodes)) < id.Level {
-		return Hash{}, fmt.Errorf("node %d/%d: entry %d holds only %d nodes", id.Level, id.Index, h, len(nodes))
-	}
-	return nodes[id.Level-1], nil
+	return t.flat.node(id)
 }
 
-func (t *tree) nodes(ids []compact.NodeID) ([][]byte, error) {
+func (t *tree) nodes(ids []compactNodeID) ([][]byte, error) {
 	out := make([][]byte, len(ids))
-	err := t.db.View(func(txn *badger.Txn) error {
-		for i, id := range ids {
-			h, err := t.node(txn, id)
-			if err != nil {
-				return err
-			}
-			out[i] = h[:]
+	for i, id := range ids {
+		h, err := t.node(id)
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	return out, err
+		out[i] = h[:]
+	}
+	return out, nil
 }
 
 // rootAt computes the root of the tree's first size leaves.

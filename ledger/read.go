@@ -22,19 +22,16 @@ func (s *Store) getEntry(height uint64) (Entry, []byte, error) {
 	return e, env, err
 }
 
-func (s *Store) locatorTxn(txn *badger.Txn, height uint64) (locator, error) {
-	v, err := getValue(txn, entryKey(height))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+// locator finds entry height in the flat height index.
+func (s *Store) locator(height uint64) (locator, error) {
+	if height >= s.Count() {
 		return locator{}, fmt.Errorf("%w: no record at height %d", ErrNotFound, height)
 	}
-	if err != nil {
-		return locator{}, err
-	}
-	return decodeLocator(v)
+	return s.flat.locator(height)
 }
 
-func (s *Store) getEntryTxn(txn *badger.Txn, height uint64) (Entry, []byte, error) {
-	loc, err := s.locatorTxn(txn, height)
+func (s *Store) getEntryTxn(_ *badger.Txn, height uint64) (Entry, []byte, error) {
+	loc, err := s.locator(height)
 	if err != nil {
 		return Entry{}, nil, err
 	}
@@ -144,12 +141,7 @@ func (s *Store) iterateFrames(ctx context.Context, from uint64, fn func(h uint64
 	if from >= size {
 		return nil
 	}
-	var loc locator
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		loc, err = s.locatorTxn(txn, from)
-		return err
-	})
+	loc, err := s.locator(from)
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -20,9 +18,8 @@ import (
 
 // Key prefixes of the Badger keyspace (docs/FORMAT.md §12).
 const (
-	prefixEntry  = 'h' // 'h' height(8, BE) -> locator (entry.go)
 	prefixIndex  = 'i' // 'i' id(32)        -> height(8, BE)
-	keyState     = 's' // 's'               -> CBOR [size, link, segment, offset]
+	keyState     = 'c' // 'c'               -> checkpoint: CBOR [size, link, segment, offset]
 	keyGenesis   = 'g' // 'g'               -> genesis hash(32)
 	keyFormat    = 'f' // 'f'               -> format version (uint8)
 	formatV1     = 1
@@ -48,10 +45,11 @@ type Options struct {
 	IndexCacheSize int64
 	// MaxBatch caps the records one group commit takes. Default 4096.
 	MaxBatch int
-	// IndexSyncInterval is how often Badger's own log is synced. Acknowledged
-	// records are durable in the segments before that; this only bounds how
-	// much an operating-system crash leaves to replay. Default 10 s.
-	IndexSyncInterval time.Duration
+	// CheckpointInterval is how often the indexes (Badger and the flat
+	// files) are synced and a checkpoint recorded. Acknowledged records are
+	// durable in the segments before that; this only bounds how much is
+	// replayed from the segments on the next open. Default 5 s.
+	CheckpointInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -62,7 +60,7 @@ func (o *Options) setDefaults() {
 		o.SegmentSize = 256 << 20
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = int64(tmpEnv("TMP_MT", 4)) << 20
+		o.MemTableSize = 4 << 20
 	}
 	if o.IndexCacheSize == 0 {
 		o.IndexCacheSize = 8 << 20
@@ -70,8 +68,8 @@ func (o *Options) setDefaults() {
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 4096
 	}
-	if o.IndexSyncInterval == 0 {
-		o.IndexSyncInterval = 10 * time.Second
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = 5 * time.Second
 	}
 }
 
@@ -82,7 +80,7 @@ func (o *Options) validate() error {
 	if o.Genesis == nil {
 		return errors.New("store: Genesis is required")
 	}
-	if o.SegmentSize < 1<<20 || o.MemTableSize < 1<<20 || o.IndexCacheSize < 0 || o.MaxBatch < 1 || o.IndexSyncInterval < 0 {
+	if o.SegmentSize < 1<<20 || o.MemTableSize < 1<<20 || o.IndexCacheSize < 0 || o.MaxBatch < 1 || o.CheckpointInterval < 0 {
 		return errors.New("store: options out of range")
 	}
 	return o.Genesis.Validate()
@@ -108,12 +106,13 @@ type appendReq struct {
 	done    chan struct{}
 }
 
-// Store is the chain: record entries in append-only segment files, indexed
-// by height and by id in Badger, with the Merkle tree's nodes kept in the
-// height index. All methods are safe for concurrent use.
+// Store is the chain: record entries in append-only segment files, a flat
+// height index and Merkle node file beside them, and the id index in
+// Badger. All methods are safe for concurrent use.
 type Store struct {
 	db      *badger.DB
 	segs    *segmentSet
+	flat    *flatIndex
 	opts    Options
 	log     *slog.Logger
 	tree    *tree
@@ -148,11 +147,10 @@ func Open(opts Options) (*Store, error) {
 		WithIndexCacheSize(opts.IndexCacheSize).
 		WithBaseTableSize(2 << 20).
 		WithNumCompactors(2).
-		WithNumLevelZeroTables(tmpEnv("TMP_L0", 4)).
-		WithNumLevelZeroTablesStall(tmpEnv("TMP_L0", 4) + 8).
-		WithNumCompactors(tmpEnv("TMP_NC", 2)).
+		WithNumLevelZeroTables(8).
+		WithNumLevelZeroTablesStall(16).
 		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(4 << 10). // index values are small; keep them in the tree
+		WithValueThreshold(1 << 10). // index values are 8 bytes; keep them in the tree
 		WithCompression(options.None).
 		WithMetricsEnabled(false)
 	bo.TableSizeMultiplier = 1 // every table BaseTableSize: bounded builder memory
@@ -165,12 +163,19 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open chain segments: %w", err)
 	}
+	flat, err := openFlat(opts.Dir)
+	if err != nil {
+		segs.close()
+		db.Close()
+		return nil, fmt.Errorf("open chain index: %w", err)
+	}
 	s := &Store{
-		db: db, segs: segs, opts: opts, log: log,
+		db: db, segs: segs, flat: flat, opts: opts, log: log,
 		reqs:    make(chan *appendReq),
 		closing: make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
+		flat.close()
 		segs.close()
 		db.Close()
 		return nil, err
@@ -190,8 +195,8 @@ type storedState struct {
 	Off  int64
 }
 
-// load checks the network, reads the index's state, replays entries the
-// segments hold beyond it, and rebuilds the Merkle tree's memory.
+// load checks the network, reads the last checkpoint, replays the entries
+// the segments hold past it, and rebuilds the Merkle tree's memory.
 func (s *Store) load() error {
 	want := s.opts.Genesis.Hash()
 	var st storedState
@@ -213,7 +218,7 @@ func (s *Store) load() error {
 			return err
 		}
 		if err := cbor.Unmarshal(v, &st); err != nil || len(st.Link) != 32 {
-			return fmt.Errorf("chain state is corrupt (%v)", err)
+			return fmt.Errorf("chain checkpoint is corrupt (%v)", err)
 		}
 		return nil
 	})
@@ -229,7 +234,12 @@ func (s *Store) load() error {
 	if err != nil {
 		return fmt.Errorf("open chain store: %w", err)
 	}
-	s.tree = newTree(s.db)
+	// Whatever the flat files hold past the checkpoint may be torn by a
+	// crash; replay rewrites it from the segments.
+	if err := s.flat.truncate(st.Size); err != nil {
+		return fmt.Errorf("open chain store: %w", err)
+	}
+	s.tree = newTree(s.flat)
 	if err := s.tree.load(st.Size); err != nil {
 		return fmt.Errorf("open chain store: merkle tree: %w", err)
 	}
@@ -244,32 +254,40 @@ func (s *Store) load() error {
 	return nil
 }
 
-// replay indexes the entries that reached the segments but not the index
-// (the index is synced lazily), and cuts off a torn tail that was never
-// acknowledged.
+// replay re-indexes the entries the segments hold past the checkpoint, and
+// cuts off a torn tail that was never acknowledged.
 func (s *Store) replay() error {
 	var (
-		batch   []kv
+		keys    []kv
+		locs    []byte
+		nodes   []byte
+		from    = s.head.Size
 		n       int
 		replErr error
 	)
 	flush := func() error {
-		if len(batch) == 0 {
+		if len(locs) == 0 {
 			return nil
 		}
-		st, _ := cbor.Marshal(storedState{Size: s.head.Size, Link: s.head.Link[:], Seg: s.end.seg, Off: s.end.off})
+		if err := s.flat.write(from, locs, nodesBefore(from), nodes); err != nil {
+			return err
+		}
 		txn := s.db.NewTransaction(true)
 		defer txn.Discard()
-		for _, e := range append(batch, kv{[]byte{keyState}, st}) {
+		for _, e := range keys {
 			if err := txn.Set(e.k, e.v); err != nil {
 				return err
 			}
 		}
-		batch = batch[:0]
-		return txn.Commit()
+		if err := txn.Commit(); err != nil {
+			return err
+		}
+		keys, locs, nodes = keys[:0], locs[:0], nodes[:0]
+		from = s.head.Size
+		return nil
 	}
 	end, err := s.segs.scan(s.end.seg, s.end.off, func(p framePos, payload []byte) error {
-		e, nodes, _, err := decodeEntry(payload)
+		e, enodes, _, err := decodeEntry(payload)
 		if err != nil {
 			return err
 		}
@@ -282,17 +300,21 @@ func (s *Store) replay() error {
 				staged = append(staged, Hash(h))
 			}
 		})
-		if !equalHashes(staged, nodes) {
+		if !equalHashes(staged, enodes) {
 			return fmt.Errorf("segment %s at %d: entry %d carries Merkle nodes that do not match the tree", segName(p.seg), p.off, e.Height)
 		}
-		loc := locator{id: e.ID, pos: p, nodes: nodes}
-		batch = append(batch, kv{entryKey(e.Height), loc.encode()}, kv{indexKey(e.ID), heightBytes(e.Height)})
-		s.tree.publish(nodeWrites(e.Height, nodes))
+		loc := locator{id: e.ID, pos: p}
+		locs = append(locs, loc.encode()...)
+		for _, h := range enodes {
+			nodes = append(nodes, h[:]...)
+		}
+		keys = append(keys, kv{indexKey(e.ID), heightBytes(e.Height)})
+		s.tree.publish(nodeWrites(e.Height, enodes))
 		s.head.Size++
 		s.head.Link = e.Link
 		s.end = framePos{seg: p.seg, off: p.end()}
 		n++
-		if len(batch) >= 2048 {
+		if len(keys) >= 4096 {
 			return flush()
 		}
 		return nil
@@ -313,16 +335,34 @@ func (s *Store) replay() error {
 		if err := s.segs.truncate(end.seg, end.off); err != nil {
 			return fmt.Errorf("truncate torn tail: %w", err)
 		}
-		end.n = 0
 	}
 	s.end = framePos{seg: end.seg, off: end.off}
-	if n > 0 {
-		s.log.Info("replayed entries the index had not stored", "entries", n, "size", s.head.Size)
-		if err := s.db.Sync(); err != nil {
-			return err
-		}
-	}
 	s.head.Root = s.tree.root()
+	if n > 0 {
+		s.log.Info("replayed entries past the last checkpoint", "entries", n, "size", s.head.Size)
+	}
+	return s.checkpoint()
+}
+
+// checkpoint makes the indexes durable up to the current head and records
+// that, so the next open replays only what comes after.
+func (s *Store) checkpoint() error {
+	s.mu.RLock()
+	h, end := s.head, s.end
+	s.mu.RUnlock()
+	if err := s.flat.sync(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	st, _ := cbor.Marshal(storedState{Size: h.Size, Link: h.Link[:], Seg: end.seg, Off: end.off})
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte{keyState}, st) }); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
 	return nil
 }
 
@@ -348,16 +388,23 @@ func nodeWrites(h uint64, nodes []Hash) []nodeWrite {
 	return out
 }
 
-// Close stops accepting appends, finishes the ones already accepted, and
-// closes the index and the segments.
+// Close stops accepting appends, finishes the ones already accepted,
+// records a checkpoint and closes the indexes and the segments.
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closing)
 		s.wg.Wait()
-		err = s.db.Close()
-		if serr := s.segs.close(); err == nil {
-			err = serr
+		s.mu.RLock()
+		failed := s.failed
+		s.mu.RUnlock()
+		if failed == nil {
+			err = s.checkpoint()
+		}
+		for _, c := range []func() error{s.db.Close, s.flat.close, s.segs.close} {
+			if cerr := c(); err == nil {
+				err = cerr
+			}
 		}
 	})
 	return err
@@ -433,36 +480,36 @@ func (s *Store) Submit(ctx context.Context, items []Pending) (*Ticket, error) {
 	}
 }
 
-// maintain syncs Badger's log from time to time (bounding what a crash
-// leaves to replay) and runs its value-log garbage collector.
+// maintain records a checkpoint from time to time (bounding what the next
+// open replays) and runs Badger's value-log garbage collector.
 func (s *Store) maintain() {
 	defer s.wg.Done()
-	if s.opts.IndexSyncInterval <= 0 {
+	if s.opts.CheckpointInterval <= 0 {
 		return
 	}
-	t := time.NewTicker(s.opts.IndexSyncInterval)
+	t := time.NewTicker(s.opts.CheckpointInterval)
 	defer t.Stop()
+	last := s.Count()
 	for i := 1; ; i++ {
 		select {
 		case <-s.closing:
 			return
 		case <-t.C:
-			if err := s.db.Sync(); err != nil {
-				s.log.Error("sync index", "err", err)
+			s.mu.RLock()
+			failed := s.failed
+			s.mu.RUnlock()
+			if n := s.Count(); n != last && failed == nil {
+				if err := s.checkpoint(); err != nil {
+					s.log.Error("checkpoint", "err", err)
+				}
+				last = n
 			}
-			if i%60 == 0 {
+			if i%120 == 0 {
 				for s.db.RunValueLogGC(0.5) == nil {
 				}
 			}
 		}
 	}
-}
-
-func entryKey(h uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = prefixEntry
-	binary.BigEndian.PutUint64(k[1:], h)
-	return k
 }
 
 func indexKey(id ID) []byte {
@@ -484,11 +531,4 @@ func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
 		return nil, err
 	}
 	return it.ValueCopy(nil)
-}
-
-func tmpEnv(k string, d int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return d
 }

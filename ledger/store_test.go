@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 )
@@ -339,5 +340,61 @@ func TestReopenKeepsProofs(t *testing.T) {
 	p, err := s.InclusionProof(5, 260)
 	if err != nil || VerifyInclusion(ids[5], 5, 260, p, refRoot(t, ids)) != nil {
 		t.Fatalf("proof after growing past the reopen: %v", err)
+	}
+}
+
+func TestRecoveryReplaysAndDropsTornTail(t *testing.T) {
+	dir := t.TempDir()
+	g := testGenesis(0)
+	// A checkpoint interval longer than the test: every reopen replays.
+	open := func() *Store {
+		s, err := Open(Options{Dir: dir, Genesis: g, Logger: quietLogger(), CheckpointInterval: time.Hour})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	}
+	s := open()
+	var items []Pending
+	for i := range 300 {
+		items = append(items, Pending{Record: makeRecord(t, testKey(5), g, i), Source: "local"})
+	}
+	if _, err := s.AppendBatch(context.Background(), items[:100]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // checkpoint at 100
+	s = open()
+	if _, err := s.AppendBatch(context.Background(), items[100:250]); err != nil {
+		t.Fatal(err)
+	}
+	head := s.Head()
+	// Simulate a crash: no Close (no checkpoint), garbage in the flat files
+	// past the checkpoint, and half a frame at the end of the segment.
+	s.flat.heights.WriteAt(bytes.Repeat([]byte{0xff}, 500), 120*locatorSize)
+	seg, _ := s.segs.file(0)
+	end, _ := s.segs.endOf(0)
+	half := appendFrame(nil, bytes.Repeat([]byte{7}, 200))[:100]
+	seg.WriteAt(half, end)
+	s.committerStopForTest()
+
+	s = open()
+	defer s.Close()
+	if got := s.Head(); got != head {
+		t.Fatalf("head after recovery %+v, want %+v", got, head)
+	}
+	if size, _ := s.segs.endOf(0); size != end {
+		t.Fatalf("torn tail not cut: segment is %d bytes, want %d", size, end)
+	}
+	if _, err := s.Verify(context.Background(), VerifyOptions{}); err != nil {
+		t.Fatalf("Verify after recovery: %v", err)
+	}
+	res, err := s.AppendBatch(context.Background(), items[200:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if i < 50 && !errors.Is(r.Err, ErrExists) || i >= 50 && (r.Err != nil || r.Entry.Height != uint64(200+i)) {
+			t.Fatalf("append after recovery, item %d: %+v", i, r)
+		}
 	}
 }

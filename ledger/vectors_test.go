@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"github.com/dgraph-io/badger/v4"
 	"os"
 	"strings"
 	"testing"
@@ -189,12 +188,8 @@ func computeVectors(t *testing.T) *Vectors {
 	e1 := Entry{Height: 1, ID: recs[1].ID, Link: Hash(mustHex(v.Links[1])), Replication: 2, Source: "peer", Received: 1767225600000000001}
 	v.StoredEntry1 = hex.EncodeToString(encodeEntry(&e1, []Hash{Hash(n01)}, recs[1]))
 	// The store wrote the same frame payload, apart from its receive time.
-	var loc locator
-	if err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		loc, err = s.locatorTxn(txn, 0)
-		return err
-	}); err != nil {
+	loc, err := s.locator(0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	sv, err := s.segs.readFrame(loc.pos)

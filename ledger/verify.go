@@ -1,12 +1,16 @@
 package ledger
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -142,7 +146,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	// segments. Only on a mismatch are they searched entry by entry for
 	// the first bad height.
 	idxSum := make(chan indexScan, 1)
-	go func() { idxSum <- s.scanIndex(ctx) }()
+	go func() { idxSum <- s.scanIndex(ctx, head.Size) }()
 
 	var (
 		link  Hash
@@ -243,8 +247,12 @@ func verifyEntries(v *Validator, b *verifyBatch) {
 			err = v.Check(rec)
 		}
 		it.err = err
-		loc := locator{id: e.ID, pos: it.pos, nodes: nodes}
-		b.sum.addKV(entryKey(it.height), loc.encode())
+		loc := locator{id: e.ID, pos: it.pos}
+		b.sum.addKV(flatHeightKey(it.height), loc.encode())
+		slot := nodesBefore(it.height)
+		for k := range nodes {
+			b.sum.addKV(flatNodeKey(slot+uint64(k)), nodes[k][:])
+		}
 		b.sum.addKV(indexKey(e.ID), heightBytes(it.height))
 	}
 }
@@ -281,35 +289,55 @@ type indexScan struct {
 	err   error
 }
 
-// scanIndex reads both indexes in key order.
-func (s *Store) scanIndex(ctx context.Context) indexScan {
+// Keys under which the flat files' slots enter the multiset.
+func flatHeightKey(h uint64) []byte { return append([]byte{'h'}, heightBytes(h)...) }
+func flatNodeKey(k uint64) []byte   { return append([]byte{'n'}, heightBytes(k)...) }
+
+// scanIndex reads the id index in key order and the flat files up to size.
+func (s *Store) scanIndex(ctx context.Context, size uint64) indexScan {
 	var r indexScan
 	r.err = s.db.View(func(txn *badger.Txn) error {
-		for _, prefix := range []byte{prefixEntry, prefixIndex} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}, PrefetchValues: true, PrefetchSize: 256})
-			for it.Rewind(); it.Valid(); it.Next() {
-				if r.count&4095 == 0 && ctx.Err() != nil {
-					it.Close()
-					return ctx.Err()
-				}
-				k := it.Item().Key()
-				if err := it.Item().Value(func(v []byte) error { r.sum.addKV(k, v); return nil }); err != nil {
-					it.Close()
-					return err
-				}
-				if prefix == prefixIndex {
-					r.count++
-				}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixIndex}, PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if r.count&4095 == 0 && ctx.Err() != nil {
+				return ctx.Err()
 			}
-			it.Close()
+			k := it.Item().Key()
+			if err := it.Item().Value(func(v []byte) error { r.sum.addKV(k, v); return nil }); err != nil {
+				return err
+			}
+			r.count++
 		}
 		return nil
 	})
+	if r.err != nil {
+		return r
+	}
+	r.err = scanFlat(ctx, s.flat.heights, size, locatorSize, flatHeightKey, &r.sum)
+	if r.err == nil {
+		r.err = scanFlat(ctx, s.flat.nodes, nodesBefore(size), 32, flatNodeKey, &r.sum)
+	}
 	return r
 }
 
+func scanFlat(ctx context.Context, f *os.File, slots uint64, size int, key func(uint64) []byte, sum *multisetHash) error {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, int64(slots)*int64(size)), 1<<16)
+	buf := make([]byte, size)
+	for k := range slots {
+		if k&4095 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return fmt.Errorf("%s slot %d: %w", filepath.Base(f.Name()), k, err)
+		}
+		sum.addKV(key(k), buf)
+	}
+	return nil
+}
+
 // findIndexDamage is the slow path after the index sums disagree: look up
-// every entry in both indexes and report the first height they get wrong,
+// every entry in the indexes and report the first height they get wrong,
 // or, if every entry is indexed right, the extra keys.
 func (s *Store) findIndexDamage(ctx context.Context, size, indexed uint64) error {
 	var found error
@@ -325,17 +353,18 @@ func (s *Store) findIndexDamage(ctx context.Context, size, indexed uint64) error
 		if got, err := s.Height(e.ID); err != nil || got != h {
 			return bad("id %s maps to %d (%v)", e.ID, got, err)
 		}
-		var loc locator
-		err = s.db.View(func(txn *badger.Txn) error {
-			var err error
-			loc, err = s.locatorTxn(txn, h)
-			return err
-		})
+		loc, err := s.flat.locator(h)
 		if err != nil {
 			return bad("height index: %v", err)
 		}
-		if loc.id != e.ID || loc.pos != p || !equalHashes(loc.nodes, nodes) {
-			return bad("height index entry differs from the segment's entry")
+		if loc.id != e.ID || loc.pos != p {
+			return bad("height index slot differs from the segment's entry")
+		}
+		for k := range nodes {
+			id := compactNodeID{Level: uint(k + 1), Index: (h+1)>>(k+1) - 1}
+			if n, err := s.flat.node(id); err != nil || n != nodes[k] {
+				return bad("nodes index slot for node %d/%d differs from the segment's entry", id.Level, id.Index)
+			}
 		}
 		return nil
 	})
@@ -345,5 +374,5 @@ func (s *Store) findIndexDamage(ctx context.Context, size, indexed uint64) error
 	if err != nil {
 		return err
 	}
-	return &ChainError{Height: size, Err: fmt.Errorf("%w: index holds %d ids for %d records, or extra height keys", ErrIndex, indexed, size)}
+	return &ChainError{Height: size, Err: fmt.Errorf("%w: index holds %d ids for %d records", ErrIndex, indexed, size)}
 }

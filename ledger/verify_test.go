@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -61,12 +62,8 @@ func damage(t *testing.T, s *Store, key []byte, f func([]byte) []byte) {
 // With fixCRC the checksum is recomputed, as a forger would.
 func damageFrame(t *testing.T, s *Store, h uint64, fixCRC bool, f func(payload []byte) []byte) {
 	t.Helper()
-	var loc locator
-	if err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		loc, err = s.locatorTxn(txn, h)
-		return err
-	}); err != nil {
+	loc, err := s.locator(h)
+	if err != nil {
 		t.Fatal(err)
 	}
 	payload, err := s.segs.readFrame(loc.pos)
@@ -83,6 +80,19 @@ func damageFrame(t *testing.T, s *Store, h uint64, fixCRC bool, f func(payload [
 	}
 	file, _ := s.segs.file(loc.pos.seg)
 	if _, err := file.WriteAt(frame, loc.pos.off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageFile flips one bit of a file at off.
+func damageFile(t *testing.T, f *os.File, off int64) {
+	t.Helper()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x10
+	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -134,7 +144,9 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 			}))
 		}, ErrTree},
 		{"tree in index", 127, func(t *testing.T, s *Store, _ []*SignedRecord) {
-			damage(t, s, entryKey(127), func(v []byte) []byte { v[len(v)-1] ^= 1; return v })
+			// Leaf 127 completes nodes of levels 1..7; flip its level-3 node.
+			slot := nodeSlot(compactNodeID{Level: 3, Index: 15})
+			damageFile(t, s.flat.nodes, int64(slot)*32+5)
 		}, ErrIndex},
 		{"index", 99, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			damage(t, s, indexKey(recs[99].ID), func([]byte) []byte { return nil })
@@ -149,8 +161,8 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, ErrIndex},
-		{"height key missing", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
-			damage(t, s, entryKey(512), func([]byte) []byte { return nil })
+		{"height slot damaged", 512, func(t *testing.T, s *Store, _ []*SignedRecord) {
+			damageFile(t, s.flat.heights, 512*locatorSize+40)
 		}, ErrIndex},
 	}
 	for _, tc := range cases {
