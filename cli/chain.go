@@ -71,7 +71,7 @@ func chainVerifyCommand() *ucli.Command {
 			}
 			rate := float64(rep.Records) / rep.Duration.Seconds()
 			fmt.Fprintf(out.Stdout, "OK: %d records verified in %s (%.0f records/s)\nroot %s\nlink %s\n",
-				rep.Records, rep.Duration.Round(time.Millisecond), rate, rep.Root, rep.Link)
+				rep.Records, roundDuration(rep.Duration), rate, rep.Root, rep.Link)
 			return nil
 		},
 	}
@@ -222,7 +222,7 @@ func chainImportCommand() *ucli.Command {
 			bar.done()
 			if rep != nil {
 				fmt.Fprintf(out.Stdout, "read %d records: %d appended, %d already present (%s)\n",
-					rep.Read, rep.Appended, rep.Existing, time.Since(start).Round(time.Millisecond))
+					rep.Read, rep.Appended, rep.Existing, roundDuration(time.Since(start)))
 			}
 			return err
 		},
@@ -297,4 +297,15 @@ func chainHeadCommand() *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// roundDuration keeps three significant digits or so.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
 }
