@@ -27,6 +27,7 @@ func chainCommand() *ucli.Command {
 			chainImportCommand(),
 			chainPutCommand(),
 			chainHeadCommand(),
+			chainRepairCommand(),
 		},
 	}
 }
@@ -308,4 +309,29 @@ func roundDuration(d time.Duration) time.Duration {
 		return d.Round(10 * time.Microsecond)
 	}
 	return d.Round(time.Microsecond)
+}
+
+func chainRepairCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "repair",
+		Usage: "cut the chain at the first damaged frame of its last segment (loses what follows)",
+		Description: "A node refuses to open when a frame in its last segment is damaged and valid frames\n" +
+			"follow it, because those may be acknowledged records. If the damage cannot be undone\n" +
+			"from a backup, repair cuts the chain there; the records after it are lost from this\n" +
+			"node (peers or an export can bring them back). Then run 'pyvnode chain verify'.",
+		Flags: []ucli.Flag{dataFlag()},
+		Action: func(c *ucli.Context) error {
+			if err := wantArgs(c, 0, 0); err != nil {
+				return err
+			}
+			d, err := node.RepairData(c.String("data"), slog.Default())
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			h := d.Store.Head()
+			fmt.Fprintf(env(c).Stdout, "chain now holds %d records\nroot %s\nlink %s\n", h.Size, h.Root, h.Link)
+			return nil
+		},
+	}
 }

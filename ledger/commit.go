@@ -131,6 +131,9 @@ func (c *committer) newReader() {
 
 // stage adds a request's records to the current transaction.
 func (c *committer) stage(req *appendReq) {
+	if err := c.s.failure(); err != nil && c.failed == nil {
+		c.fail(err) // a checkpoint failed
+	}
 	for i := range req.items {
 		if c.failed == nil {
 			if err := c.add(&req.items[i], &req.results[i]); err != nil {
@@ -149,11 +152,8 @@ func (c *committer) fail(err error) {
 	if c.failed != nil {
 		return
 	}
-	c.s.log.Error("chain store write failed; refusing further appends until restart", "err", err)
-	c.failed = fmt.Errorf("%w: %v", ErrFailed, err)
-	c.s.mu.Lock()
-	c.s.failed = c.failed
-	c.s.mu.Unlock()
+	c.s.fail(err)
+	c.failed = c.s.failure()
 	for _, r := range c.cur.results {
 		*r = Result{Err: c.failed}
 	}

@@ -142,6 +142,10 @@ type ExportOptions struct {
 // Export writes the chain from opts.From to the current head as JSON lines:
 // header, one line per record, trailer.
 func (s *Store) Export(ctx context.Context, w io.Writer, opts ExportOptions) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
 	head := s.Head()
 	node := opts.Node
 	if opts.Identity != nil {
@@ -175,10 +179,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, opts ExportOptions) err
 	if err := enc.Encode(hdr); err != nil {
 		return err
 	}
-	err := s.Iterate(ctx, opts.From, func(rec *SignedRecord, e Entry) error {
-		if e.Height >= head.Size {
-			return errStopIter
-		}
+	err := s.iterate(ctx, opts.From, head.Size, func(rec *SignedRecord, e Entry) error {
 		x, err := NewExportRecord(rec, e)
 		if err != nil {
 			return fmt.Errorf("height %d: %w", e.Height, err)

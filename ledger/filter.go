@@ -45,8 +45,9 @@ func (f *idFilter) mayHave(id ID) bool {
 	return false
 }
 
-// loadFilter fills a filter from the id index (keys only).
-func loadFilter(db *badger.DB, size uint64) (*idFilter, error) {
+// loadFilter fills a filter from the id index (keys only) and counts the
+// ids.
+func loadFilter(db *badger.DB, size uint64) (*idFilter, uint64, error) {
 	f := &idFilter{}
 	// Size the first filter for the chain as it is, so a large chain does
 	// not start with a cascade of small filters.
@@ -55,6 +56,7 @@ func loadFilter(db *badger.DB, size uint64) (*idFilter, error) {
 		f.filters = append(f.filters, bloom.NewWithEstimates(c, filterFPRate))
 		f.caps = append(f.caps, c)
 	}
+	var n uint64
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixIndex}})
 		defer it.Close()
@@ -62,8 +64,9 @@ func loadFilter(db *badger.DB, size uint64) (*idFilter, error) {
 			var id ID
 			copy(id[:], it.Item().Key()[1:])
 			f.add(id)
+			n++
 		}
 		return nil
 	})
-	return f, err
+	return f, n, err
 }

@@ -65,7 +65,8 @@ func nodesBefore(size uint64) uint64 { return size - uint64(bits.OnesCount64(siz
 
 func openFlat(dir string) (*flatIndex, error) {
 	f := &flatIndex{}
-	var err error
+	_, err := os.Stat(filepath.Join(dir, "heights.idx"))
+	created := err != nil
 	if f.heights, err = os.OpenFile(filepath.Join(dir, "heights.idx"), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, err
 	}
@@ -73,7 +74,30 @@ func openFlat(dir string) (*flatIndex, error) {
 		f.heights.Close()
 		return nil, err
 	}
+	if created {
+		if err := syncDir(dir); err != nil {
+			f.close()
+			return nil, err
+		}
+	}
 	return f, nil
+}
+
+// covers reports whether the files hold at least the slots a chain of size
+// entries needs (a lost or cut file is rebuilt, never padded with zeros).
+func (f *flatIndex) covers(size uint64) (bool, string) {
+	hs, err := f.heights.Stat()
+	if err != nil {
+		return false, err.Error()
+	}
+	ns, err := f.nodes.Stat()
+	if err != nil {
+		return false, err.Error()
+	}
+	if hs.Size() < int64(size)*locatorSize || ns.Size() < int64(nodesBefore(size))*32 {
+		return false, fmt.Sprintf("the flat indexes are shorter than the checkpoint's %d entries", size)
+	}
+	return true, ""
 }
 
 // write puts the locators of heights from.. and the nodes from slot

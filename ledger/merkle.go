@@ -174,6 +174,10 @@ func (t *tree) build(n proof.Nodes) ([][]byte, error) {
 
 // RootAt returns the Merkle root of the chain's first size records.
 func (s *Store) RootAt(size uint64) (Hash, error) {
+	if err := s.enter(); err != nil {
+		return Hash{}, err
+	}
+	defer s.exit()
 	head := s.Head()
 	if size > head.Size {
 		return Hash{}, fmt.Errorf("%w: size %d beyond chain size %d", ErrNotFound, size, head.Size)
@@ -187,6 +191,10 @@ func (s *Store) RootAt(size uint64) (Hash, error) {
 // InclusionProof proves that the record at height index is in the tree of
 // the given size (RFC 6962 audit path, leaf to root).
 func (s *Store) InclusionProof(index, size uint64) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
 	if size > s.Count() {
 		return nil, fmt.Errorf("%w: size %d beyond chain size %d", ErrNotFound, size, s.Count())
 	}
@@ -199,6 +207,10 @@ func (s *Store) InclusionProof(index, size uint64) ([][]byte, error) {
 
 // ConsistencyProof proves that the tree of size2 extends the tree of size1.
 func (s *Store) ConsistencyProof(size1, size2 uint64) ([][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
 	if size2 > s.Count() {
 		return nil, fmt.Errorf("%w: size %d beyond chain size %d", ErrNotFound, size2, s.Count())
 	}

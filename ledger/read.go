@@ -10,6 +10,10 @@ import (
 )
 
 func (s *Store) getEntry(height uint64) (Entry, []byte, error) {
+	if err := s.enter(); err != nil {
+		return Entry{}, nil, err
+	}
+	defer s.exit()
 	var (
 		e   Entry
 		env []byte
@@ -72,6 +76,10 @@ func (s *Store) GetByHeight(height uint64) (*SignedRecord, Entry, error) {
 
 // Get returns the record with the given id and its entry.
 func (s *Store) Get(id ID) (*SignedRecord, Entry, error) {
+	if err := s.enter(); err != nil {
+		return nil, Entry{}, err
+	}
+	defer s.exit()
 	var (
 		e   Entry
 		env []byte
@@ -107,6 +115,10 @@ func (s *Store) heightTxn(txn *badger.Txn, id ID) (uint64, error) {
 
 // Height returns the height of the record with the given id.
 func (s *Store) Height(id ID) (uint64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.exit()
 	var h uint64
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
@@ -133,11 +145,14 @@ type RawEntry struct {
 	Envelope []byte
 }
 
-// iterateFrames calls fn with each entry's frame position and payload from
-// height from up to the head (as it was when the call began), reading the
-// segments sequentially. fn owns the payload.
-func (s *Store) iterateFrames(ctx context.Context, from uint64, fn func(h uint64, p framePos, payload []byte) error) error {
-	size := s.Count()
+// iterateFrames calls fn with each entry's frame position and payload for
+// heights from up to (not including) size, reading the segments
+// sequentially. fn owns the payload. size must not exceed the head.
+func (s *Store) iterateFrames(ctx context.Context, from, size uint64, fn func(h uint64, p framePos, payload []byte) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
 	if from >= size {
 		return nil
 	}
@@ -160,7 +175,10 @@ func (s *Store) iterateFrames(ctx context.Context, from uint64, fn func(h uint64
 		return nil
 	})
 	// Frames past the head may be mid-write: stopping there is not an error.
-	if errors.Is(err, errStopIter) || (errors.Is(err, errTorn) && next >= size) {
+	if errors.Is(err, errStopIter) {
+		return nil // fn or the size limit ended it
+	}
+	if (errors.Is(err, errTorn) || errors.Is(err, errDamaged)) && next >= size {
 		err = nil
 	}
 	if err == nil && next < size {
@@ -173,7 +191,11 @@ func (s *Store) iterateFrames(ctx context.Context, from uint64, fn func(h uint64
 // until fn returns an error, ctx is cancelled or the entries end. The
 // envelope is not decoded or checked; fn owns the slices it is given.
 func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) error) error {
-	return s.iterateFrames(ctx, from, func(h uint64, _ framePos, payload []byte) error {
+	return s.iterateRaw(ctx, from, s.Count(), fn)
+}
+
+func (s *Store) iterateRaw(ctx context.Context, from, size uint64, fn func(RawEntry) error) error {
+	return s.iterateFrames(ctx, from, size, func(h uint64, _ framePos, payload []byte) error {
 		e, nodes, env, err := decodeEntry(payload)
 		if err != nil {
 			return err
@@ -188,7 +210,11 @@ func (s *Store) IterateRaw(ctx context.Context, from uint64, fn func(RawEntry) e
 // Iterate calls fn with each record and its entry from height from upward,
 // decoding and checking each stored record (not its signature).
 func (s *Store) Iterate(ctx context.Context, from uint64, fn func(*SignedRecord, Entry) error) error {
-	return s.IterateRaw(ctx, from, func(r RawEntry) error {
+	return s.iterate(ctx, from, s.Count(), fn)
+}
+
+func (s *Store) iterate(ctx context.Context, from, size uint64, fn func(*SignedRecord, Entry) error) error {
+	return s.iterateRaw(ctx, from, size, func(r RawEntry) error {
 		rec, err := decodeStored(r.Entry, r.Envelope)
 		if err != nil {
 			return err

@@ -46,8 +46,15 @@ func appendFrame(buf, payload []byte) []byte {
 	return append(append(buf, h[:]...), payload...)
 }
 
-// errTorn marks a frame that is cut short or fails its checksum.
-var errTorn = errors.New("torn or damaged frame")
+// errTorn marks the end of the last segment where an append that was never
+// acknowledged was cut short: a frame whose header or payload runs past the
+// end of the file, a zero-filled remainder, or a last frame failing its
+// checksum with nothing valid after it.
+var errTorn = errors.New("torn frame at the end of the chain")
+
+// errDamaged marks a frame that fails its checks anywhere else: that is
+// damage, never the trace of a crash.
+var errDamaged = errors.New("damaged frame")
 
 type segmentSet struct {
 	dir     string
@@ -149,10 +156,11 @@ type chunk struct {
 	data []byte
 }
 
-// write writes chunks (creating segments as needed) and syncs every file it
-// touched. Only when it returns nil are the frames durable.
+// write writes chunks (creating segments as needed) and syncs each
+// segment before writing to the next, so frames reach the disk in chain
+// order even across a new segment. Only when it returns nil are the frames
+// durable.
 func (s *segmentSet) write(chunks []chunk) error {
-	touched := map[uint32]*os.File{}
 	for _, c := range chunks {
 		f, err := s.file(c.seg)
 		if err != nil {
@@ -163,18 +171,35 @@ func (s *segmentSet) write(chunks []chunk) error {
 		if _, err := f.WriteAt(c.data, c.off); err != nil {
 			return fmt.Errorf("write segment %s: %w", segName(c.seg), err)
 		}
-		touched[c.seg] = f
-	}
-	for n, f := range touched {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync segment %s: %w", segName(n), err)
+			return fmt.Errorf("sync segment %s: %w", segName(c.seg), err)
 		}
 	}
 	return nil
 }
 
+// syncFrom syncs segments from seg to the last, and their directory.
+func (s *segmentSet) syncFrom(seg uint32) error {
+	s.mu.RLock()
+	last := s.last
+	s.mu.RUnlock()
+	for n := seg; n <= last; n++ {
+		f, err := s.file(n)
+		if err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync segment %s: %w", segName(n), err)
+		}
+	}
+	return syncDir(s.dir)
+}
+
 // readFrame reads and checks one frame's payload.
 func (s *segmentSet) readFrame(p framePos) ([]byte, error) {
+	if p.n == 0 || p.n > maxFramePayload {
+		return nil, fmt.Errorf("%w: %s at %d: index gives a frame length of %d", errDamaged, segName(p.seg), p.off, p.n)
+	}
 	f, err := s.file(p.seg)
 	if err != nil {
 		return nil, err
@@ -193,19 +218,20 @@ func (s *segmentSet) readFrame(p framePos) ([]byte, error) {
 func checkFrame(buf []byte) ([]byte, error) {
 	n := binary.BigEndian.Uint32(buf[:4])
 	if int(n) != len(buf)-frameHeaderLen {
-		return nil, fmt.Errorf("%w: length %d, index says %d", errTorn, n, len(buf)-frameHeaderLen)
+		return nil, fmt.Errorf("%w: length %d, index says %d", errDamaged, n, len(buf)-frameHeaderLen)
 	}
 	payload := buf[frameHeaderLen:]
 	if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(buf[4:8]) {
-		return nil, fmt.Errorf("%w: checksum mismatch", errTorn)
+		return nil, fmt.Errorf("%w: checksum mismatch", errDamaged)
 	}
 	return payload, nil
 }
 
 // scan reads frames in order from segment seg at offset off to the end of
 // the last segment, calling fn with each frame's position and payload (fn
-// owns the payload). It stops with errTorn, wrapped, at the first frame that
-// is cut short or damaged; pos then says where that frame starts.
+// owns the payload). A bad frame ends the scan: with errTorn, wrapped, when
+// it can only be the unacknowledged tail of the last segment (pos then
+// says where to cut), with errDamaged otherwise.
 func (s *segmentSet) scan(seg uint32, off int64, fn func(p framePos, payload []byte) error) (pos framePos, err error) {
 	s.mu.RLock()
 	last := s.last
@@ -221,26 +247,39 @@ func (s *segmentSet) scan(seg uint32, off int64, fn func(p framePos, payload []b
 		if err != nil {
 			return framePos{seg: seg, off: off}, err
 		}
-		r := bufio.NewReaderSize(io.NewSectionReader(f, off, st.Size()-off), 1<<16)
+		size := st.Size()
+		if off > size {
+			return framePos{seg: seg, off: off}, fmt.Errorf("%w: %s is %d bytes, the index expects at least %d", errDamaged, segName(seg), size, off)
+		}
+		r := bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 1<<16)
 		var hdr [frameHeaderLen]byte
-		for {
+		for off < size {
 			pos = framePos{seg: seg, off: off}
-			if _, err := io.ReadFull(r, hdr[:]); err != nil {
-				if errors.Is(err, io.EOF) {
-					break // clean end of this segment
+			bad := func(why string) error {
+				if seg == last && s.tornAt(f, size, off) {
+					return fmt.Errorf("%w: %s at %d: %s", errTorn, segName(seg), off, why)
 				}
-				return pos, fmt.Errorf("%w: %s at %d: header cut short", errTorn, segName(seg), off)
+				return fmt.Errorf("%w: %s at %d: %s", errDamaged, segName(seg), off, why)
+			}
+			if _, err := io.ReadFull(r, hdr[:]); err != nil {
+				if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+					return pos, bad("header cut short")
+				}
+				return pos, fmt.Errorf("read %s at %d: %w", segName(seg), off, err)
 			}
 			n := binary.BigEndian.Uint32(hdr[:4])
-			if n > maxFramePayload {
-				return pos, fmt.Errorf("%w: %s at %d: frame length %d", errTorn, segName(seg), off, n)
+			if n == 0 || n > maxFramePayload {
+				return pos, bad(fmt.Sprintf("frame length %d", n))
 			}
 			payload := make([]byte, n)
 			if _, err := io.ReadFull(r, payload); err != nil {
-				return pos, fmt.Errorf("%w: %s at %d: payload cut short", errTorn, segName(seg), off)
+				if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+					return pos, bad("payload cut short")
+				}
+				return pos, fmt.Errorf("read %s at %d: %w", segName(seg), off, err)
 			}
 			if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-				return pos, fmt.Errorf("%w: %s at %d: checksum mismatch", errTorn, segName(seg), off)
+				return pos, bad("checksum mismatch")
 			}
 			pos.n = n
 			if err := fn(pos, payload); err != nil {
@@ -251,6 +290,60 @@ func (s *segmentSet) scan(seg uint32, off int64, fn func(p framePos, payload []b
 		}
 	}
 	return framePos{seg: endSeg, off: endOff}, nil
+}
+
+// tornAt decides whether a bad frame at off in the last segment is the
+// trace of an interrupted append: true when nothing that looks like a valid
+// frame follows it. An interrupted append leaves a short or zero-filled
+// tail (the file may have grown before the data reached it); a damaged
+// frame in the middle is followed by the frames written after it.
+func (s *segmentSet) tornAt(f *os.File, size, off int64) bool {
+	var hdr [frameHeaderLen]byte
+	if _, err := f.ReadAt(hdr[:], off); err != nil {
+		return true // not even a whole header: cut short
+	}
+	n := int64(binary.BigEndian.Uint32(hdr[:4]))
+	if n == 0 || n > maxFramePayload {
+		return allZero(f, off, size)
+	}
+	next := off + frameHeaderLen + n
+	if next+frameHeaderLen > size {
+		return true
+	}
+	return !validFrameAt(f, next, size)
+}
+
+func validFrameAt(f *os.File, off, size int64) bool {
+	var hdr [frameHeaderLen]byte
+	if _, err := f.ReadAt(hdr[:], off); err != nil {
+		return false
+	}
+	n := int64(binary.BigEndian.Uint32(hdr[:4]))
+	if n == 0 || n > maxFramePayload || off+frameHeaderLen+n > size {
+		return false
+	}
+	payload := make([]byte, n)
+	if _, err := f.ReadAt(payload, off+frameHeaderLen); err != nil {
+		return false
+	}
+	return crc32.Checksum(payload, castagnoli) == binary.BigEndian.Uint32(hdr[4:])
+}
+
+func allZero(f *os.File, off, size int64) bool {
+	buf := make([]byte, 1<<16)
+	for off < size {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false
+			}
+		}
+		if err != nil && n == 0 {
+			return false
+		}
+		off += int64(n)
+	}
+	return true
 }
 
 // truncate cuts segment seg at off and removes every later segment: used
@@ -305,4 +398,10 @@ func (s *segmentSet) close() error {
 		delete(s.files, n)
 	}
 	return first
+}
+
+func (s *segmentSet) lastSeg() uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.last
 }

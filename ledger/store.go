@@ -45,6 +45,11 @@ type Options struct {
 	IndexCacheSize int64
 	// MaxBatch caps the records one group commit takes. Default 4096.
 	MaxBatch int
+	// RepairTail lets Open cut the last segment at its first damaged frame
+	// even when valid frames follow it. Without it such a segment is
+	// refused: the frames after the damage may have been acknowledged.
+	// Only 'pyvnode chain repair' sets it, on an operator's decision.
+	RepairTail bool
 	// CheckpointInterval is how often the indexes (Badger and the flat
 	// files) are synced and a checkpoint recorded. Acknowledged records are
 	// durable in the segments before that; this only bounds how much is
@@ -126,6 +131,49 @@ type Store struct {
 	head   Head
 	failed error // set once a write failed: the store then refuses appends
 	end    framePos
+
+	// Readers in progress, so Close waits for them instead of closing
+	// files under them.
+	life    sync.Mutex
+	lifeC   *sync.Cond
+	readers int
+	closed  bool
+}
+
+// enter registers a reader; it fails once the store is closing.
+func (s *Store) enter() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.readers++
+	return nil
+}
+
+func (s *Store) exit() {
+	s.life.Lock()
+	s.readers--
+	if s.readers == 0 {
+		s.lifeC.Broadcast()
+	}
+	s.life.Unlock()
+}
+
+// fail stops the store taking appends after a write error.
+func (s *Store) fail(err error) {
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		s.log.Error("chain store write failed; refusing further appends until restart", "err", err)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Store) failure() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.failed
 }
 
 // Open opens (creating if needed) the chain in opts.Dir, replaying any
@@ -174,6 +222,7 @@ func Open(opts Options) (*Store, error) {
 		reqs:    make(chan *appendReq),
 		closing: make(chan struct{}),
 	}
+	s.lifeC = sync.NewCond(&s.life)
 	if err := s.load(); err != nil {
 		flat.close()
 		segs.close()
@@ -234,22 +283,65 @@ func (s *Store) load() error {
 	if err != nil {
 		return fmt.Errorf("open chain store: %w", err)
 	}
+	s.tree = newTree(s.flat)
+	if ok, why := s.flat.covers(st.Size); !ok {
+		s.log.Warn("rebuilding the chain's indexes from the segments", "reason", why)
+		return s.rebuild()
+	}
 	// Whatever the flat files hold past the checkpoint may be torn by a
 	// crash; replay rewrites it from the segments.
 	if err := s.flat.truncate(st.Size); err != nil {
 		return fmt.Errorf("open chain store: %w", err)
 	}
-	s.tree = newTree(s.flat)
 	if err := s.tree.load(st.Size); err != nil {
 		return fmt.Errorf("open chain store: merkle tree: %w", err)
 	}
 	s.head = Head{Size: st.Size, Link: Hash(st.Link), Root: s.tree.root()}
 	s.end = framePos{seg: st.Seg, off: st.Off}
 	if err := s.replay(); err != nil {
+		if errors.Is(err, errDamaged) {
+			return fmt.Errorf("open chain store: %w; frames after the damage may hold acknowledged records, so nothing was cut: restore the segment from a backup or another node's export, or run 'pyvnode chain repair' to cut the chain at the damage", err)
+		}
 		return fmt.Errorf("open chain store: %w", err)
 	}
-	if s.filter, err = loadFilter(s.db, s.head.Size); err != nil {
+	var ids uint64
+	if s.filter, ids, err = loadFilter(s.db, s.head.Size); err != nil {
 		return fmt.Errorf("open chain store: id filter: %w", err)
+	}
+	if ids != s.head.Size {
+		// Badger does not sync a memtable it has set aside for flushing, so
+		// a power loss can take id keys a checkpoint already counted.
+		s.log.Warn("rebuilding the chain's indexes from the segments",
+			"reason", fmt.Sprintf("the id index holds %d ids for %d records", ids, s.head.Size))
+		return s.rebuild()
+	}
+	return nil
+}
+
+// rebuild discards every index and replays all segments from the start.
+func (s *Store) rebuild() error {
+	if err := s.db.DropPrefix([]byte{prefixIndex}, []byte{keyState}); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	if err := s.flat.truncate(0); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	s.tree = newTree(s.flat)
+	if err := s.tree.load(0); err != nil {
+		return err
+	}
+	s.head = Head{Root: s.tree.root()}
+	s.end = framePos{}
+	if err := s.replay(); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	var ids uint64
+	var err error
+	if s.filter, ids, err = loadFilter(s.db, s.head.Size); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	if ids != s.head.Size {
+		return fmt.Errorf("rebuild: the segments hold %d records but %d distinct ids: run 'pyvnode chain verify'", s.head.Size, ids)
 	}
 	return nil
 }
@@ -319,7 +411,8 @@ func (s *Store) replay() error {
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errTorn) {
+	repair := s.opts.RepairTail && errors.Is(err, errDamaged) && end.seg == s.segs.lastSeg()
+	if err != nil && !errors.Is(err, errTorn) && !repair {
 		replErr = err
 	}
 	if ferr := flush(); ferr != nil {
@@ -328,13 +421,23 @@ func (s *Store) replay() error {
 	if replErr != nil {
 		return replErr
 	}
-	if errors.Is(err, errTorn) {
+	switch {
+	case errors.Is(err, errTorn):
 		// Only an append that was never acknowledged can be cut short: its
 		// frames were not yet synced when the node stopped.
 		s.log.Warn("discarding a torn, unacknowledged tail of the chain", "segment", segName(end.seg), "offset", end.off, "err", err)
+	case repair:
+		s.log.Warn("repair: cutting the last segment at its first damaged frame", "segment", segName(end.seg), "offset", end.off, "err", err)
+	}
+	if err != nil {
 		if err := s.segs.truncate(end.seg, end.off); err != nil {
-			return fmt.Errorf("truncate torn tail: %w", err)
+			return fmt.Errorf("truncate tail: %w", err)
 		}
+	}
+	// What was replayed may so far be only in the page cache (a killed
+	// writer's unsynced frames): make it durable before a checkpoint counts it.
+	if err := s.segs.syncFrom(s.end.seg); err != nil {
+		return err
 	}
 	s.end = framePos{seg: end.seg, off: end.off}
 	s.head.Root = s.tree.root()
@@ -395,10 +498,13 @@ func (s *Store) Close() error {
 	s.once.Do(func() {
 		close(s.closing)
 		s.wg.Wait()
-		s.mu.RLock()
-		failed := s.failed
-		s.mu.RUnlock()
-		if failed == nil {
+		s.life.Lock()
+		s.closed = true
+		for s.readers > 0 {
+			s.lifeC.Wait()
+		}
+		s.life.Unlock()
+		if s.failure() == nil {
 			err = s.checkpoint()
 		}
 		for _, c := range []func() error{s.db.Close, s.flat.close, s.segs.close} {
@@ -495,12 +601,11 @@ func (s *Store) maintain() {
 		case <-s.closing:
 			return
 		case <-t.C:
-			s.mu.RLock()
-			failed := s.failed
-			s.mu.RUnlock()
-			if n := s.Count(); n != last && failed == nil {
+			if n := s.Count(); n != last && s.failure() == nil {
 				if err := s.checkpoint(); err != nil {
-					s.log.Error("checkpoint", "err", err)
+					// After a failed fsync the kernel may drop the pages and
+					// report the next one clean: stop rather than trust it.
+					s.fail(err)
 				}
 				last = n
 			}

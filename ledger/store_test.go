@@ -1,9 +1,15 @@
 package ledger
 
 import (
+	"encoding/binary"
+	"io"
+	"os"
+	"path/filepath"
+
 	"bytes"
 	"context"
 	"errors"
+	"github.com/dgraph-io/badger/v4"
 	"strings"
 	"sync"
 	"testing"
@@ -397,4 +403,153 @@ func TestRecoveryReplaysAndDropsTornTail(t *testing.T) {
 			t.Fatalf("append after recovery, item %d: %+v", i, r)
 		}
 	}
+}
+
+// abandonedStore builds a chain of n records and abandons it as a crash
+// would (no checkpoint past the one taken at open), returning its records.
+func abandonedStore(t *testing.T, dir string, n int) []*SignedRecord {
+	t.Helper()
+	g := testGenesis(0)
+	s, err := Open(Options{Dir: dir, Genesis: g, Logger: quietLogger(), CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*SignedRecord
+	for i := range n {
+		r := makeRecord(t, testKey(6), g, i)
+		if _, err := s.Append(context.Background(), r, 0, "local"); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	s.committerStopForTest()
+	return recs
+}
+
+func segmentPath(dir string) string { return filepath.Join(dir, "segments", segName(0)) }
+
+func TestDamageInsideTheTailIsNotTakenForACrash(t *testing.T) {
+	dir := t.TempDir()
+	abandonedStore(t, dir, 10)
+	// Flip a byte in the third frame's payload: acknowledged frames follow.
+	f, err := os.OpenFile(segmentPath(dir), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr [8]byte
+	off := int64(0)
+	for range 2 {
+		f.ReadAt(hdr[:], off)
+		off += 8 + int64(binary.BigEndian.Uint32(hdr[:4]))
+	}
+	b := []byte{0}
+	f.ReadAt(b, off+20)
+	b[0] ^= 1
+	f.WriteAt(b, off+20)
+	f.Close()
+
+	g := testGenesis(0)
+	if _, err := Open(Options{Dir: dir, Genesis: g, Logger: quietLogger()}); !errors.Is(err, errDamaged) {
+		t.Fatalf("Open with damage before acknowledged frames: err = %v, want errDamaged", err)
+	}
+	// The operator may choose to cut there.
+	s, err := Open(Options{Dir: dir, Genesis: g, Logger: quietLogger(), RepairTail: true})
+	if err != nil {
+		t.Fatalf("Open with RepairTail: %v", err)
+	}
+	defer s.Close()
+	if s.Count() != 2 {
+		t.Fatalf("after repair the chain holds %d records, want 2", s.Count())
+	}
+	if _, err := s.Verify(context.Background(), VerifyOptions{}); err != nil {
+		t.Fatalf("Verify after repair: %v", err)
+	}
+}
+
+func TestZeroFilledTailIsTorn(t *testing.T) {
+	dir := t.TempDir()
+	abandonedStore(t, dir, 5)
+	f, _ := os.OpenFile(segmentPath(dir), os.O_RDWR|os.O_APPEND, 0)
+	f.Write(make([]byte, 4096)) // what a power loss on XFS can leave
+	f.Close()
+	s, err := Open(Options{Dir: dir, Genesis: testGenesis(0), Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open with a zero-filled tail: %v", err)
+	}
+	defer s.Close()
+	if s.Count() != 5 {
+		t.Fatalf("count %d, want 5", s.Count())
+	}
+}
+
+func TestLostIndexesAreRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	g := testGenesis(0)
+	s := openTestStore(t, dir, g)
+	var recs []*SignedRecord
+	for i := range 100 {
+		r := makeRecord(t, testKey(8), g, i)
+		if _, err := s.Append(context.Background(), r, 0, "local"); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	head := s.Head()
+	// Ids a power loss could take from Badger's unsynced memtable.
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		for _, r := range recs[40:60] {
+			if err := txn.Delete(indexKey(r.ID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTestStore(t, dir, g)
+	if ok, _ := s.Has(recs[50].ID); !ok || s.Head() != head {
+		t.Fatalf("lost ids not rebuilt: has=%v head=%+v", ok, s.Head())
+	}
+	s.Close()
+
+	// A lost flat file is rebuilt, not padded with zeros.
+	os.Remove(filepath.Join(dir, "nodes.idx"))
+	s = openTestStore(t, dir, g)
+	defer s.Close()
+	if s.Head() != head {
+		t.Fatalf("head after losing nodes.idx = %+v, want %+v", s.Head(), head)
+	}
+	if _, err := s.Verify(context.Background(), VerifyOptions{}); err != nil {
+		t.Fatalf("Verify after rebuild: %v", err)
+	}
+}
+
+func TestReadersWhileAppending(t *testing.T) {
+	g := testGenesis(0)
+	s := openTestStore(t, t.TempDir(), g)
+	defer s.Close()
+	var items []Pending
+	for i := range 3000 {
+		items = append(items, Pending{Record: makeRecord(t, testKey(9), g, i), Source: "local"})
+	}
+	if _, err := s.AppendBatch(context.Background(), items[:500]); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for lo := 500; lo < len(items); lo += 50 {
+			s.AppendBatch(context.Background(), items[lo:lo+50])
+		}
+	}()
+	for range 10 {
+		if _, err := s.Verify(context.Background(), VerifyOptions{}); err != nil {
+			t.Fatalf("Verify during appends: %v", err)
+		}
+		if err := s.Export(context.Background(), io.Discard, ExportOptions{}); err != nil {
+			t.Fatalf("Export during appends: %v", err)
+		}
+	}
+	<-done
 }

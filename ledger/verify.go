@@ -77,6 +77,10 @@ const verifyBatchSize = 256
 // exactly the chain's ids to their heights. It returns a *ChainError for
 // the first bad height.
 func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
 	start := time.Now()
 	workers := opts.Workers
 	if workers <= 0 {
@@ -119,10 +123,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 			b = &verifyBatch{done: make(chan struct{})}
 			return true
 		}
-		readErr = s.iterateFrames(ctx, 0, func(h uint64, p framePos, val []byte) error {
-			if h >= head.Size {
-				return errStopIter
-			}
+		readErr = s.iterateFrames(ctx, 0, head.Size, func(h uint64, p framePos, val []byte) error {
 			readNext = h + 1
 			b.items = append(b.items, verifyItem{height: h, pos: p, value: val})
 			if len(b.items) == verifyBatchSize && !send() {
@@ -147,6 +148,13 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 	// the first bad height.
 	idxSum := make(chan indexScan, 1)
 	go func() { idxSum <- s.scanIndex(ctx, head.Size) }()
+	scanned := false
+	defer func() {
+		if !scanned {
+			cancel()
+			<-idxSum // do not leave it reading files the caller may close
+		}
+	}()
 
 	var (
 		link  Hash
@@ -189,6 +197,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, 
 		return nil, &ChainError{Height: count, Err: fmt.Errorf("%w: root %s link %s, recomputed root %s link %s", ErrHead, head.Root, head.Link, root, link)}
 	}
 	scan := <-idxSum
+	scanned = true
 	if scan.err != nil {
 		return nil, fmt.Errorf("read id index: %w", scan.err)
 	}
@@ -304,10 +313,19 @@ func (s *Store) scanIndex(ctx context.Context, size uint64) indexScan {
 				return ctx.Err()
 			}
 			k := it.Item().Key()
-			if err := it.Item().Value(func(v []byte) error { r.sum.addKV(k, v); return nil }); err != nil {
+			err := it.Item().Value(func(v []byte) error {
+				// Ids appended after the head this verification checks
+				// belong to a later chain; leave them out.
+				if len(v) == 8 && binary.BigEndian.Uint64(v) >= size {
+					return nil
+				}
+				r.sum.addKV(k, v)
+				r.count++
+				return nil
+			})
+			if err != nil {
 				return err
 			}
-			r.count++
 		}
 		return nil
 	})
@@ -341,7 +359,7 @@ func scanFlat(ctx context.Context, f *os.File, slots uint64, size int, key func(
 // or, if every entry is indexed right, the extra keys.
 func (s *Store) findIndexDamage(ctx context.Context, size, indexed uint64) error {
 	var found error
-	err := s.iterateFrames(ctx, 0, func(h uint64, p framePos, payload []byte) error {
+	err := s.iterateFrames(ctx, 0, size, func(h uint64, p framePos, payload []byte) error {
 		e, nodes, _, err := decodeEntry(payload)
 		if err != nil {
 			return err

@@ -122,7 +122,7 @@ func TestVerifyFindsFirstDamage(t *testing.T) {
 		}, ErrSignature},
 		{"checksum", 301, func(t *testing.T, s *Store, _ []*SignedRecord) {
 			damageFrame(t, s, 301, false, func(p []byte) []byte { p[len(p)-1] ^= 1; return p })
-		}, errTorn},
+		}, errDamaged},
 		{"payload", 17, func(t *testing.T, s *Store, recs []*SignedRecord) {
 			// Replace the stored record by another, validly signed one: the
 			// entry's id no longer matches the bytes.

@@ -101,6 +101,16 @@ type Data struct {
 
 // OpenData opens an initialised data directory: key, genesis and chain.
 func OpenData(dir string, log *slog.Logger) (*Data, error) {
+	return openData(dir, log, false)
+}
+
+// RepairData opens a data directory whose last segment is damaged, cutting
+// the chain at the first damaged frame (see ledger.Options.RepairTail).
+func RepairData(dir string, log *slog.Logger) (*Data, error) {
+	return openData(dir, log, true)
+}
+
+func openData(dir string, log *slog.Logger, repair bool) (*Data, error) {
 	if !Initialized(dir) {
 		return nil, fmt.Errorf("%s is not a pyvnode data directory (no genesis.json); run 'pyvnode init --data %s' or 'pyvnode serve --data %s' first", dir, dir, dir)
 	}
@@ -112,7 +122,7 @@ func OpenData(dir string, log *slog.Logger) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := ledger.Open(ledger.Options{Dir: ChainDir(dir), Genesis: g, Logger: log})
+	st, err := ledger.Open(ledger.Options{Dir: ChainDir(dir), Genesis: g, Logger: log, RepairTail: repair})
 	if err != nil {
 		if strings.Contains(err.Error(), "directory lock") {
 			return nil, fmt.Errorf("%s is in use by a running node; stop it first or use 'pyvnode client': %w", dir, err)
