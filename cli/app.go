@@ -69,6 +69,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	case errors.As(err, &ee):
 		return ee.code
 	case strings.HasPrefix(err.Error(), "flag provided but not defined"),
+		strings.HasPrefix(err.Error(), "No help topic for"),
 		strings.HasPrefix(err.Error(), "invalid value"),
 		strings.Contains(err.Error(), "Required flag"):
 		return ExitUsage
@@ -110,7 +111,17 @@ func newApp(env Env) *ucli.App {
 			benchCommand(),
 		},
 	}
+	setUsageErrors(app.Commands, app.OnUsageError)
 	return app
+}
+
+// setUsageErrors makes every command report bad flags as a usage error
+// (exit 2, one line) instead of printing its whole help.
+func setUsageErrors(cmds []*ucli.Command, f ucli.OnUsageErrorFunc) {
+	for _, c := range cmds {
+		c.OnUsageError = f
+		setUsageErrors(c.Subcommands, f)
+	}
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -137,14 +148,14 @@ func wantArgs(c *ucli.Context, min, max int) error {
 	n := c.NArg()
 	for _, a := range c.Args().Slice() {
 		if len(a) > 1 && a[0] == '-' && a[1] == '-' {
-			return usagef("flags go before arguments: move %q in front of them (usage: %s [flags] %s)", a, c.Command.FullName(), c.Command.ArgsUsage)
+			return usagef("flags go before arguments: move %q in front of them (usage: %s [flags] %s)", a, c.Command.HelpName, c.Command.ArgsUsage)
 		}
 	}
 	if n < min || n > max {
 		if min == max {
-			return usagef("%s takes %d argument(s), got %d (usage: %s %s)", c.Command.FullName(), min, n, c.Command.FullName(), c.Command.ArgsUsage)
+			return usagef("%s takes %d argument(s), got %d (usage: %s %s)", c.Command.HelpName, min, n, c.Command.HelpName, c.Command.ArgsUsage)
 		}
-		return usagef("%s takes %d to %d arguments, got %d (usage: %s %s)", c.Command.FullName(), min, max, n, c.Command.FullName(), c.Command.ArgsUsage)
+		return usagef("%s takes %d to %d arguments, got %d (usage: %s %s)", c.Command.HelpName, min, max, n, c.Command.HelpName, c.Command.ArgsUsage)
 	}
 	return nil
 }

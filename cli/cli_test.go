@@ -491,10 +491,8 @@ func TestChainPut(t *testing.T) {
 }
 
 // TestChainPutTopLevelBytes: a payload that is a byte string rather than a
-// map must be refused as a usage error. Today ledger.PayloadFromJSON panics
-// on it (payload.go, the conv.(map[string]any) assertion), which kills the
-// process with Go's panic exit status 2; the test catches the panic and
-// skips, naming the bug, so it turns into a real check once that is fixed.
+// map must be refused as a usage error (it once panicked, which also exits
+// 2, so the test catches panics to tell the two apart).
 func TestChainPutTopLevelBytes(t *testing.T) {
 	dir, _ := initDir(t, "bytesnet", 0)
 	var r result
@@ -504,7 +502,7 @@ func TestChainPutTopLevelBytes(t *testing.T) {
 		return nil
 	}()
 	if panicked != nil {
-		t.Skipf("KNOWN BUG: chain put with payload {\"$bytes\":...} panics in ledger.PayloadFromJSON: %v", panicked)
+		t.Fatalf("chain put with payload {\"$bytes\":...} panicked: %v", panicked)
 	}
 	if r.code != ExitUsage || !strings.Contains(r.stderr, "invalid payload") {
 		t.Errorf("top-level $bytes payload:\n%s", r)
@@ -1083,10 +1081,9 @@ func TestLogFormats(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	wantExit(t, ExitUsage, []string{"--no-such-flag", "chain", "head"}, "flag provided but not defined")
 	wantExit(t, ExitUsage, []string{"chain", "head", "--no-such-flag"}, "flag provided but not defined")
-	// An unknown command is reported as an error, though not with the
-	// usage exit code (see the report of these tests).
+	// An unknown command is a usage error.
 	r := run(t, "no-such-command")
-	if r.code == ExitOK || !strings.Contains(r.stderr, "no-such-command") {
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "no-such-command") {
 		t.Errorf("unknown command:\n%s", r)
 	}
 	// --version and --help succeed.

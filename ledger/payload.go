@@ -144,7 +144,11 @@ func PayloadFromJSON(js []byte) (cbor.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return EncodePayload(conv.(map[string]any))
+	cm, ok := conv.(map[string]any)
+	if !ok {
+		return nil, checkErr(ErrPayload, "the payload must be an object, not a byte string")
+	}
+	return EncodePayload(cm)
 }
 
 func fromJSON(v any, path string) (any, error) {

@@ -178,8 +178,13 @@ func (s *Store) iterateFrames(ctx context.Context, from, size uint64, fn func(h 
 	if errors.Is(err, errStopIter) {
 		return nil // fn or the size limit ended it
 	}
-	if (errors.Is(err, errTorn) || errors.Is(err, errDamaged)) && next >= size {
-		err = nil
+	var fe *frameError
+	if errors.As(err, &fe) {
+		if next >= size {
+			err = nil // past the records asked for: an append in progress
+		} else {
+			fe.torn = false // an acknowledged record: damage, whatever it looks like
+		}
 	}
 	if err == nil && next < size {
 		err = fmt.Errorf("segments end at entry %d, the chain has %d", next, size)

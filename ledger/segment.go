@@ -56,6 +56,25 @@ var errTorn = errors.New("torn frame at the end of the chain")
 // damage, never the trace of a crash.
 var errDamaged = errors.New("damaged frame")
 
+// frameError is a bad frame found by a scan.
+type frameError struct {
+	pos  framePos
+	why  string
+	torn bool // could be the tail of an unacknowledged append
+}
+
+func (e *frameError) Error() string {
+	kind := errDamaged
+	if e.torn {
+		kind = errTorn
+	}
+	return fmt.Sprintf("%v: %s at %d: %s", kind, segName(e.pos.seg), e.pos.off, e.why)
+}
+
+func (e *frameError) Is(target error) bool {
+	return target == errTorn && e.torn || target == errDamaged && !e.torn
+}
+
 type segmentSet struct {
 	dir     string
 	maxSize int64
@@ -256,10 +275,7 @@ func (s *segmentSet) scan(seg uint32, off int64, fn func(p framePos, payload []b
 		for off < size {
 			pos = framePos{seg: seg, off: off}
 			bad := func(why string) error {
-				if seg == last && s.tornAt(f, size, off) {
-					return fmt.Errorf("%w: %s at %d: %s", errTorn, segName(seg), off, why)
-				}
-				return fmt.Errorf("%w: %s at %d: %s", errDamaged, segName(seg), off, why)
+				return &frameError{pos: pos, why: why, torn: seg == last && s.tornAt(f, size, off)}
 			}
 			if _, err := io.ReadFull(r, hdr[:]); err != nil {
 				if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {

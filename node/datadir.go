@@ -125,7 +125,7 @@ func openData(dir string, log *slog.Logger, repair bool) (*Data, error) {
 	st, err := ledger.Open(ledger.Options{Dir: ChainDir(dir), Genesis: g, Logger: log, RepairTail: repair})
 	if err != nil {
 		if strings.Contains(err.Error(), "directory lock") {
-			return nil, fmt.Errorf("%s is in use by a running node; stop it first or use 'pyvnode client': %w", dir, err)
+			return nil, fmt.Errorf("%s is in use by a running node; stop it first: %w", dir, err)
 		}
 		return nil, err
 	}
