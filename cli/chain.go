@@ -36,6 +36,28 @@ func openData(c *ucli.Context) (*node.Data, error) {
 	return node.OpenData(c.String("data"), slog.Default())
 }
 
+// dataAction makes the action of a command on a stopped node's data
+// directory: check the arguments (and, with check, the flags), open the
+// directory, run fn, close the directory.
+func dataAction(nargs int, check func(*ucli.Context) error, fn func(*ucli.Context, *node.Data) error) ucli.ActionFunc {
+	return func(c *ucli.Context) error {
+		if err := wantArgs(c, nargs, nargs); err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(c); err != nil {
+				return err
+			}
+		}
+		d, err := openData(c)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return fn(c, d)
+	}
+}
+
 func chainVerifyCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "verify",
@@ -46,18 +68,12 @@ func chainVerifyCommand() *ucli.Command {
 			dataFlag(),
 			&ucli.IntFlag{Name: "workers", Usage: "signature checkers (default: all cores)"},
 		},
-		Action: func(c *ucli.Context) error {
-			if err := wantArgs(c, 0, 0); err != nil {
-				return err
-			}
+		Action: dataAction(0, func(c *ucli.Context) error {
 			if c.Int("workers") < 0 {
 				return usagef("--workers must be positive")
 			}
-			d, err := openData(c)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
+			return nil
+		}, func(c *ucli.Context, d *node.Data) error {
 			out := env(c)
 			bar := newProgress(out.Stderr, d.Store.Count(), "verifying")
 			rep, err := d.Store.Verify(c.Context, ledger.VerifyOptions{Workers: c.Int("workers"), Progress: bar.set})
@@ -74,7 +90,7 @@ func chainVerifyCommand() *ucli.Command {
 			fmt.Fprintf(out.Stdout, "OK: %d records verified in %s (%.0f records/s)\nroot %s\nlink %s\n",
 				rep.Records, roundDuration(rep.Duration), rate, rep.Root, rep.Link)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -84,15 +100,7 @@ func chainShowCommand() *ucli.Command {
 		Usage:     "show one record by height or id",
 		ArgsUsage: "HEIGHT|ID",
 		Flags:     []ucli.Flag{dataFlag(), &ucli.BoolFlag{Name: "json", Usage: "print the export line (JSON) instead"}},
-		Action: func(c *ucli.Context) error {
-			if err := wantArgs(c, 1, 1); err != nil {
-				return err
-			}
-			d, err := openData(c)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
+		Action: dataAction(1, nil, func(c *ucli.Context, d *node.Data) error {
 			rec, e, err := lookup(d.Store, c.Args().First())
 			if err != nil {
 				return err
@@ -120,7 +128,7 @@ func chainShowCommand() *ucli.Command {
 			}
 			fmt.Fprintf(out.Stdout, "checks       id, proof of work, originator and signature ok\n")
 			return nil
-		},
+		}),
 	}
 }
 
@@ -177,15 +185,7 @@ func chainExportCommand() *ucli.Command {
 			&ucli.Uint64Flag{Name: "from", Usage: "first height"},
 			&ucli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "file to write (default: standard output)"},
 		},
-		Action: func(c *ucli.Context) error {
-			if err := wantArgs(c, 0, 0); err != nil {
-				return err
-			}
-			d, err := openData(c)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
+		Action: dataAction(0, nil, func(c *ucli.Context, d *node.Data) error {
 			w := env(c).Stdout
 			if path := c.String("out"); path != "" && path != "-" {
 				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -202,7 +202,7 @@ func chainExportCommand() *ucli.Command {
 				return f.Sync()
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -212,15 +212,7 @@ func chainImportCommand() *ucli.Command {
 		Usage:     "append the records of an export this chain lacks, checking each fully",
 		ArgsUsage: "FILE|-",
 		Flags:     []ucli.Flag{dataFlag()},
-		Action: func(c *ucli.Context) error {
-			if err := wantArgs(c, 1, 1); err != nil {
-				return err
-			}
-			d, err := openData(c)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
+		Action: dataAction(1, nil, func(c *ucli.Context, d *node.Data) error {
 			var r io.Reader = env(c).Stdin
 			if p := c.Args().First(); p != "-" {
 				f, err := os.Open(p)
@@ -240,7 +232,7 @@ func chainImportCommand() *ucli.Command {
 					rep.Read, rep.Appended, rep.Existing, roundDuration(time.Since(start)))
 			}
 			return err
-		},
+		}),
 	}
 }
 
@@ -254,24 +246,17 @@ func chainPutCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "author", Usage: "author name to record"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
-		Action: func(c *ucli.Context) error {
-			if err := wantArgs(c, 2, 2); err != nil {
-				return err
-			}
-			kind := c.Args().Get(0)
-			if err := ledger.CheckKind(kind); err != nil {
+		Action: dataAction(2, func(c *ucli.Context) error {
+			if err := ledger.CheckKind(c.Args().Get(0)); err != nil {
 				return usageError{err.Error()}
 			}
-			payload, err := ledger.PayloadFromJSON([]byte(c.Args().Get(1)))
-			if err != nil {
+			if _, err := ledger.PayloadFromJSON([]byte(c.Args().Get(1))); err != nil {
 				return usageError{err.Error()}
 			}
-			d, err := openData(c)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			rec, e, err := node.Put(c.Context, d, kind, payload, c.String("author"))
+			return nil
+		}, func(c *ucli.Context, d *node.Data) error {
+			payload, _ := ledger.PayloadFromJSON([]byte(c.Args().Get(1)))
+			rec, e, err := node.Put(c.Context, d, c.Args().Get(0), payload, c.String("author"))
 			if err != nil {
 				return err
 			}
@@ -281,7 +266,7 @@ func chainPutCommand() *ucli.Command {
 			}
 			fmt.Fprintf(out, "appended %s at height %d\n", rec.ID, e.Height)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -290,15 +275,7 @@ func chainHeadCommand() *ucli.Command {
 		Name:  "head",
 		Usage: "print the chain head and a checkpoint signed by this node",
 		Flags: []ucli.Flag{dataFlag(), &ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
-		Action: func(c *ucli.Context) error {
-			if err := wantArgs(c, 0, 0); err != nil {
-				return err
-			}
-			d, err := openData(c)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
+		Action: dataAction(0, nil, func(c *ucli.Context, d *node.Data) error {
 			cp := d.Store.Checkpoint(d.Identity.ID(), time.Now())
 			signed, err := ledger.SignCheckpoint(cp, d.Identity)
 			if err != nil {
@@ -310,7 +287,7 @@ func chainHeadCommand() *ucli.Command {
 			}
 			fmt.Fprintf(out, "size  %d\nroot  %s\nlink  %s\n\n%s", cp.Size, cp.Root, cp.Link, signed)
 			return nil
-		},
+		}),
 	}
 }
 
