@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/pyvnode/pyvnode/ledger"
+	"github.com/pyvnode/pyvnode/protocol/accounts"
 )
 
 // DefaultDataDir is where a node keeps its state unless told otherwise.
@@ -22,10 +23,15 @@ const DefaultDataDir = "pyvnode-data"
 // DefaultNetwork names the one-node network a fresh data directory starts.
 const DefaultNetwork = "local"
 
-// Paths inside a data directory (docs/FORMAT.md §12).
-func KeyPath(dir string) string     { return filepath.Join(dir, "node.key") }
-func GenesisPath(dir string) string { return filepath.Join(dir, "genesis.json") }
-func ChainDir(dir string) string    { return filepath.Join(dir, "chain") }
+// Paths inside a data directory (docs/FORMAT.md §12, docs/OPERATIONS.md).
+func KeyPath(dir string) string           { return filepath.Join(dir, "node.key") }
+func GenesisPath(dir string) string       { return filepath.Join(dir, "genesis.json") }
+func ChainDir(dir string) string          { return filepath.Join(dir, "chain") }
+func UsersPath(dir string) string         { return filepath.Join(dir, "users.json") }
+func FilesDir(dir string) string          { return filepath.Join(dir, "files") }
+func AdminPasswordPath(dir string) string { return filepath.Join(dir, "admin-password") }
+
+func dataPath(dir, name string) string { return filepath.Join(dir, name) }
 
 // InitOptions describe a new data directory.
 type InitOptions struct {
@@ -134,3 +140,34 @@ func openData(dir string, log *slog.Logger, repair bool) (*Data, error) {
 
 // Close closes the chain.
 func (d *Data) Close() error { return d.Store.Close() }
+
+// OpenAccounts opens the data directory's accounts.
+func OpenAccounts(dir string, g *ledger.Genesis) (*accounts.Store, error) {
+	return accounts.Open(UsersPath(dir), accounts.Options{Issuer: "pyvnode " + g.Network})
+}
+
+// EnsureAdmin creates the "admin" account when the node has no accounts
+// yet, with a one-time password, and writes the password and the TOTP
+// enrolment to a 0600 file in the data directory. It returns nil when
+// accounts already exist.
+func EnsureAdmin(dir string, g *ledger.Genesis) (*accounts.Added, error) {
+	st, err := OpenAccounts(dir, g)
+	if err != nil {
+		return nil, err
+	}
+	if st.HasUsers() {
+		return nil, nil
+	}
+	added, err := st.Add("admin", accounts.Admin, "")
+	if err != nil {
+		return nil, err
+	}
+	text := fmt.Sprintf("user: admin\npassword: %s\ntotp: %s\n\n"+
+		"This password works once: log in and choose a new one with 'passwd'.\n"+
+		"Add the TOTP secret to an authenticator app. Then delete this file.\n",
+		added.Password, added.TOTP.URI)
+	if err := accounts.WriteFileAtomic(AdminPasswordPath(dir), []byte(text), 0o600); err != nil {
+		return nil, err
+	}
+	return added, nil
+}

@@ -4,41 +4,77 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/mdp/qrterminal/v3"
 	"github.com/pyvnode/pyvnode/ledger"
+	"github.com/pyvnode/pyvnode/protocol"
+	"github.com/pyvnode/pyvnode/protocol/accounts"
+	"github.com/pyvnode/pyvnode/protocol/files"
 )
+
+// DefaultListen is the client protocol's address unless told otherwise.
+const DefaultListen = "127.0.0.1:6666"
 
 // Config is what a node needs to start. The zero value of a field means its
 // default.
 type Config struct {
 	// DataDir is the node's state. Default DefaultDataDir.
 	DataDir string
+	// Listen is the client protocol's TCP address. Default DefaultListen;
+	// "-" turns the client protocol off.
+	Listen string
+	// Dev lets users log in without their TOTP code.
+	Dev bool
+	// Limits for client sessions.
+	Limits protocol.Limits
+	// Version of the software, shown to clients.
+	Version string
 	// Logger for everything the node does. Default slog.Default().
 	Logger *slog.Logger
+	// Out receives what is printed once for the operator on first start
+	// (the admin's one-time password and TOTP QR code). Default io.Discard.
+	Out io.Writer
 }
 
 func (c *Config) setDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.Version == "" {
+		c.Version = "dev"
 	}
 }
 
 // Node is a running pyvnode node.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	data    *Data
-	started time.Time
+	cfg      Config
+	log      *slog.Logger
+	data     *Data
+	accounts *accounts.Store
+	files    *files.Store
+	peers    *Peers
+	server   *protocol.Server
+	ln       net.Listener
+	served   chan error
+	started  time.Time
 }
 
-// Start opens the node's data directory, initialising it on first start, and
-// starts every part of the node.
+// Start opens the node's data directory, initialising it on first start,
+// and starts every part of the node.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
 	log := cfg.Logger.With("component", "node")
@@ -50,27 +86,114 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log.Info("initialised new data directory", "dir", cfg.DataDir, "network", g.Network,
 			"node_id", id.ID().String(), "fingerprint", id.ID().Fingerprint())
 	}
+	g, err := ledger.LoadGenesis(GenesisPath(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	added, err := EnsureAdmin(cfg.DataDir, g)
+	if err != nil {
+		return nil, fmt.Errorf("create the admin account: %w", err)
+	}
+	if added != nil {
+		PrintAdmin(cfg.Out, cfg.DataDir, added)
+	}
 	data, err := OpenData(cfg.DataDir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, data: data, started: time.Now()}
+	if err := n.startProtocol(); err != nil {
+		data.Close()
+		return nil, err
+	}
 	h := data.Store.Head()
 	log.Info("node started", "node_id", data.Identity.ID().String(),
 		"fingerprint", data.Identity.ID().Fingerprint(), "network", data.Genesis.Network,
-		"height", h.Size, "root", h.Root.String(), "data", cfg.DataDir)
+		"height", h.Size, "root", h.Root.String(), "data", cfg.DataDir, "client_addr", n.ClientAddr(), "dev", cfg.Dev)
 	return n, nil
+}
+
+// PrintAdmin shows the operator the new admin account, once.
+func PrintAdmin(w io.Writer, dir string, a *accounts.Added) {
+	fmt.Fprintf(w, "\nCreated the admin account. Its one-time password is\n\n    %s\n\n", a.Password)
+	fmt.Fprintf(w, "(also in %s, mode 0600; delete it once you have changed the password).\n", AdminPasswordPath(dir))
+	if a.TOTP != nil {
+		fmt.Fprintf(w, "Scan this with an authenticator app for the admin's one-time codes:\n\n")
+		qrterminal.GenerateHalfBlock(a.TOTP.URI, qrterminal.L, w)
+		fmt.Fprintf(w, "\n%s\n\n", a.TOTP.URI)
+	}
+}
+
+func (n *Node) startProtocol() error {
+	if n.cfg.Listen == "-" {
+		return nil
+	}
+	var err error
+	if n.accounts, err = OpenAccounts(n.cfg.DataDir, n.data.Genesis); err != nil {
+		return err
+	}
+	if n.files, err = files.Open(FilesDir(n.cfg.DataDir), n.quota); err != nil {
+		return err
+	}
+	if n.peers, err = OpenPeers(PeersPath(n.cfg.DataDir)); err != nil {
+		return err
+	}
+	n.server, err = protocol.NewServer(protocol.Config{
+		Backend: n, Accounts: n.accounts, Files: n.files, Peers: n.peers,
+		Dev: n.cfg.Dev, Limits: n.cfg.Limits, Logger: n.cfg.Logger, Version: n.cfg.Version,
+	})
+	if err != nil {
+		return err
+	}
+	if n.ln, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+		return fmt.Errorf("client protocol: %w", err)
+	}
+	n.served = make(chan error, 1)
+	go func() { n.served <- n.server.Serve(n.ln) }()
+	return nil
+}
+
+func (n *Node) quota(user string) int64 {
+	if u, err := n.accounts.Get(user); err == nil {
+		return u.Quota
+	}
+	return 0
+}
+
+// ClientAddr is where the client protocol listens ("" when it is off).
+func (n *Node) ClientAddr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
 }
 
 // Run serves until ctx is cancelled, then stops the node cleanly.
 func (n *Node) Run(ctx context.Context) error {
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-n.served:
+		if err != nil {
+			n.log.Error("client protocol stopped", "err", err)
+			n.Close()
+			return err
+		}
+	}
 	n.log.Info("stopping")
 	return n.Close()
 }
 
-// Close stops the node: appends already accepted finish and are synced.
+// Close stops the node: sessions finish the requests they are running
+// (appends included, up to 30 s), then the chain is closed.
 func (n *Node) Close() error {
+	if n.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := n.server.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			n.log.Error("stop client protocol", "err", err)
+		}
+		cancel()
+		n.server = nil
+	}
 	if err := n.data.Close(); err != nil {
 		return fmt.Errorf("close chain: %w", err)
 	}
@@ -86,6 +209,9 @@ func (n *Node) Genesis() *ledger.Genesis { return n.data.Genesis }
 
 // Store returns the node's chain.
 func (n *Node) Store() *ledger.Store { return n.data.Store }
+
+// Accounts returns the node's accounts (nil when the protocol is off).
+func (n *Node) Accounts() *accounts.Store { return n.accounts }
 
 // Put makes a new record of this node (mine, sign) and appends it durably.
 func (n *Node) Put(ctx context.Context, kind string, payload cbor.RawMessage, author string) (*ledger.SignedRecord, ledger.Entry, error) {
@@ -105,3 +231,5 @@ func Put(ctx context.Context, d *Data, kind string, payload cbor.RawMessage, aut
 	}
 	return rec, e, nil
 }
+
+var _ protocol.Backend = (*Node)(nil)
