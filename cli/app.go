@@ -108,6 +108,8 @@ func newApp(env Env) *ucli.App {
 			initCommand(),
 			keygenCommand(),
 			chainCommand(),
+			clientCommand(),
+			userCommand(),
 			benchCommand(),
 		},
 	}
