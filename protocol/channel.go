@@ -126,6 +126,9 @@ type Conn struct {
 	kmu sync.Mutex
 	ck  [32]byte // rekey chaining key, starts as the handshake hash
 
+	// trace, when a test sets it, sees every message in plaintext.
+	trace func(sent bool, msg []byte)
+
 	// Peer is the server's identity (client side) or empty (server side).
 	Peer ServerIdentity
 	// ChannelBinding is the Noise handshake hash: unique to the session.
@@ -310,6 +313,9 @@ func (c *Conn) writeThen(msg []byte, after func()) error {
 const writeBatch = 4
 
 func (c *Conn) writeLocked(msg []byte) error {
+	if c.trace != nil {
+		c.trace(true, msg)
+	}
 	if len(msg) > c.maxMessage {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLong, len(msg), c.maxMessage)
 	}
@@ -397,10 +403,14 @@ func (c *Conn) ReadMessageTimeout(idle, frame time.Duration) ([]byte, error) {
 			return nil, fmt.Errorf("%w: limit %d", ErrMessageTooLong, c.maxMessage)
 		}
 		if msg == nil && pt[0]&flagFinal != 0 {
-			return append([]byte(nil), pt[1:]...), nil // one-frame message
+			msg = append([]byte(nil), pt[1:]...) // one-frame message
+		} else {
+			msg = append(msg, pt[1:]...)
 		}
-		msg = append(msg, pt[1:]...)
 		if pt[0]&flagFinal != 0 {
+			if c.trace != nil {
+				c.trace(false, msg)
+			}
 			return msg, nil
 		}
 	}
@@ -470,4 +480,15 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
+}
+
+// newX25519 makes an X25519 private key from 32 bytes of rnd (the key is
+// those bytes, as RFC 7748 defines; clamping happens in the scalar
+// multiplication).
+func newX25519(rnd io.Reader) (*ecdh.PrivateKey, error) {
+	var b [32]byte
+	if _, err := io.ReadFull(rnd, b[:]); err != nil {
+		return nil, err
+	}
+	return ecdh.X25519().NewPrivateKey(b[:])
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,6 +73,9 @@ type Client struct {
 	Node ServerIdentity
 
 	next atomic.Uint64
+
+	// rand makes rekey keys; crypto/rand unless a test sets it.
+	rand io.Reader
 
 	mu      sync.Mutex
 	pending map[uint64]chan *Response
@@ -366,7 +370,11 @@ func (c *Client) Call(ctx context.Context, cmd string, args, result any) error {
 // Rekey moves both directions to fresh keys with a new X25519 exchange.
 // Other calls wait while it runs.
 func (c *Client) Rekey(ctx context.Context) error {
-	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	rnd := c.rand
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	priv, err := newX25519(rnd)
 	if err != nil {
 		return err
 	}

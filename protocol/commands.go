@@ -449,10 +449,18 @@ func init() {
 			size := st.Count()
 			out := ListResult{Records: []RecordResult{}, Next: a.From, Size: size}
 			stop := errors.New("page full")
+			// Keep the answer well inside one message: a page ends early
+			// when its records add up to half the message limit.
+			budget := se.srv.Limits().MaxMessage / 2
 			err := st.Iterate(ctx, a.From, func(r *ledger.SignedRecord, e ledger.Entry) error {
 				if len(out.Records) == a.Count || e.Height >= size {
 					return stop
 				}
+				cost := 2*len(r.RecordBytes()) + 256
+				if len(out.Records) > 0 && cost > budget {
+					return stop
+				}
+				budget -= cost
 				out.Records = append(out.Records, recordResult(r, e))
 				out.Next = e.Height + 1
 				return nil

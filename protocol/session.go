@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"context"
-	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -208,7 +207,7 @@ func (se *session) rekey(req Request) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	priv, err := ecdh.X25519().GenerateKey(rnd)
+	priv, err := newX25519(rnd)
 	if err != nil {
 		se.reply(req.ID, nil, err)
 		return
