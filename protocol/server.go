@@ -245,6 +245,9 @@ func (s *Server) admit(nc net.Conn) bool {
 		}
 		l = rate.NewLimiter(rate.Limit(lim.ConnRate), lim.ConnBurst)
 		s.limiters[addr] = l
+	} else if l.Limit() != rate.Limit(lim.ConnRate) || l.Burst() != lim.ConnBurst {
+		l.SetLimit(rate.Limit(lim.ConnRate)) // the limits were changed
+		l.SetBurst(lim.ConnBurst)
 	}
 	reason := ""
 	switch {

@@ -45,11 +45,6 @@ func (o *TransferOptions) defaults() {
 // catches a prefix that differs).
 func (c *Client) Upload(ctx context.Context, path string, r io.ReaderAt, size int64, opts TransferOptions) (files.Info, error) {
 	opts.defaults()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
-		return files.Info{}, fmt.Errorf("read local file: %w", err)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	var off int64
 	if opts.Resume {
 		var o OffsetResult
@@ -59,6 +54,12 @@ func (c *Client) Upload(ctx context.Context, path string, r io.ReaderAt, size in
 		if o.Offset <= size {
 			off = o.Offset
 		}
+	}
+	// The checksum covers the whole file: the part the node already holds
+	// is hashed from the local copy, the rest as it is sent.
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, off)); err != nil {
+		return files.Info{}, fmt.Errorf("read local file: %w", err)
 	}
 	opts.Progress(off)
 	type inflight struct {
@@ -86,6 +87,7 @@ func (c *Client) Upload(ctx context.Context, path string, r io.ReaderAt, size in
 		if _, err := r.ReadAt(chunk, off); err != nil && !errors.Is(err, io.EOF) {
 			return files.Info{}, fmt.Errorf("read local file: %w", err)
 		}
+		h.Write(chunk)
 		// The request is encoded now, so buf can be reused at once.
 		p, err := c.Send("file.write", writeArgs{Path: path, Offset: off, Data: chunk})
 		if err != nil {
@@ -104,6 +106,7 @@ func (c *Client) Upload(ctx context.Context, path string, r io.ReaderAt, size in
 			return files.Info{}, err
 		}
 	}
+	sum := hex.EncodeToString(h.Sum(nil))
 	var info files.Info
 	if err := c.Call(ctx, "file.commit", commitArgs{Path: path, Size: size, SHA256: sum}, &info); err != nil {
 		return files.Info{}, err

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -64,7 +65,18 @@ type Store struct {
 	mu    sync.Mutex
 	usage map[string]int64 // bytes per user, computed on first use
 	locks map[string]*sync.Mutex
+	// running SHA-256 of uploads written in order, so a commit need not
+	// read the upload again; missing after a restart (then it does)
+	sums map[string]*runningSum
 }
+
+type runningSum struct {
+	h   hash.Hash
+	end int64
+}
+
+// maxRunningSums bounds the hash states kept for uploads in progress.
+const maxRunningSums = 1024
 
 // Open returns the store rooted at dir (created if needed). quota gives a
 // user's limit in bytes.
@@ -72,7 +84,7 @@ func Open(dir string, quota func(user string) int64) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Store{root: dir, quota: quota, usage: map[string]int64{}, locks: map[string]*sync.Mutex{}}, nil
+	return &Store{root: dir, quota: quota, usage: map[string]int64{}, locks: map[string]*sync.Mutex{}, sums: map[string]*runningSum{}}, nil
 }
 
 // CleanPath checks a user-supplied path and returns it in canonical form:
@@ -454,12 +466,15 @@ func (s *Store) Write(user, p string, offset int64, data []byte) (int64, error) 
 	}
 	if _, err := f.WriteAt(data, offset); err != nil {
 		f.Close()
+		s.dropSum(user, p)
 		return 0, err
 	}
 	if err := f.Close(); err != nil {
+		s.dropSum(user, p)
 		return 0, err
 	}
 	s.addUsage(user, grow)
+	s.extendSum(user, p, offset, data)
 	return offset + int64(len(data)), nil
 }
 
@@ -492,8 +507,18 @@ func (s *Store) Commit(user, p string, size int64, sum string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, f)
+	var n int64
+	var h hash.Hash
+	if rs := s.takeSum(user, p); rs != nil && rs.end == size {
+		h, n = rs.h, rs.end
+		if fi, serr := f.Stat(); serr != nil || fi.Size() != n {
+			h = nil // the file is not what was hashed: read it
+		}
+	}
+	if h == nil {
+		h = sha256.New()
+		n, err = io.Copy(h, f)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -569,3 +594,38 @@ func (s *Store) Read(user, p string, offset int64, n int) ([]byte, bool, error) 
 	}
 	return buf[:m], offset+int64(m) >= fi.Size(), nil
 }
+
+func sumKeyOf(user, p string) string { return user + "\x00" + p }
+
+// extendSum feeds data written at offset into the upload's running hash
+// when it continues it; offset 0 starts a new one.
+func (s *Store) extendSum(user, p string, offset int64, data []byte) {
+	k := sumKeyOf(user, p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := s.sums[k]
+	if offset == 0 {
+		if len(s.sums) >= maxRunningSums {
+			clear(s.sums) // rare: commits fall back to reading the upload
+		}
+		rs = &runningSum{h: sha256.New()}
+		s.sums[k] = rs
+	}
+	if rs == nil || rs.end != offset {
+		delete(s.sums, k)
+		return
+	}
+	rs.h.Write(data)
+	rs.end += int64(len(data))
+}
+
+func (s *Store) takeSum(user, p string) *runningSum {
+	k := sumKeyOf(user, p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := s.sums[k]
+	delete(s.sums, k)
+	return rs
+}
+
+func (s *Store) dropSum(user, p string) { s.takeSum(user, p) }
