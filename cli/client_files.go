@@ -97,6 +97,9 @@ func fileCommands() []*ucli.Command {
 					if err := s.Call(s.c.Context, "file.stat", map[string]string{"path": remote}, &stat); err != nil {
 						return err
 					}
+					if stat.Dir {
+						return fmt.Errorf("%s is a directory on the node; 'file ls %s' lists it", remote, remote)
+					}
 					flags := os.O_RDWR | os.O_CREATE
 					if !s.c.Bool("resume") {
 						flags |= os.O_EXCL

@@ -150,7 +150,7 @@ func recordCommands() []*ucli.Command {
 					}
 				}
 				if s.c.NArg() > 1 {
-					if count, err = strconv.ParseUint(s.c.Args().Get(1), 10, 64); err != nil || count > protocol.MaxList {
+					if count, err = strconv.ParseUint(s.c.Args().Get(1), 10, 64); err != nil || count < 1 || count > protocol.MaxList {
 						return usagef("COUNT must be 1 to %d", protocol.MaxList)
 					}
 				}

@@ -30,7 +30,7 @@ func serveCommand() *ucli.Command {
 			}
 			n, err := node.Start(c.Context, node.Config{
 				DataDir: c.String("data"), Listen: c.String("listen"), Dev: c.Bool("dev"),
-				Version: Version, Logger: slog.Default(), Out: env(c).Stderr,
+				Version: Version, Logger: slog.Default(), Out: env(c).Stdout,
 			})
 			if err != nil {
 				return err

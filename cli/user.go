@@ -215,7 +215,15 @@ func userCommands(open func(c *ucli.Context) (userOps, bool, func(), error)) []*
 // userCommand is 'pyvnode user': on a stopped node's data directory, or,
 // with --server, remotely as an admin.
 func userCommand() *ucli.Command {
-	flags := append([]ucli.Flag{dataFlag()}, clientFlags()...)
+	// Here --server must be given explicitly: PYVNODE_SERVER in the
+	// environment must not send an offline command to a running node.
+	flags := []ucli.Flag{dataFlag()}
+	for _, f := range clientFlags() {
+		if sf, ok := f.(*ucli.StringFlag); ok && sf.Name == "server" {
+			f = &ucli.StringFlag{Name: "server", Aliases: sf.Aliases, Usage: "manage the users of this running node instead (HOST:PORT)"}
+		}
+		flags = append(flags, f)
+	}
 	return &ucli.Command{
 		Name:  "user",
 		Usage: "manage accounts: on a stopped node's data directory (--data) or remotely (--server, as an admin)",

@@ -422,6 +422,19 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 // Close closes the connection.
 func (c *Conn) Close() error { return c.nc.Close() }
 
+// closeGracefully ends the sending side (the peer reads everything written
+// and then EOF) and discards what the peer still sends for up to wait, so
+// the close that follows does not reset the connection.
+func (c *Conn) closeGracefully(wait time.Duration) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(wait))
+	io.Copy(io.Discard, c.nc)
+}
+
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 

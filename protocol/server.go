@@ -401,6 +401,14 @@ func (c countingConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes a TCP connection.
+func (c countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c countingConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.s.stats.bytesOut.Add(uint64(n))

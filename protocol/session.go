@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pyvnode/pyvnode/protocol/accounts"
@@ -57,6 +58,11 @@ func (se *session) run() {
 	defer func() {
 		se.wg.Wait() // answer what is running before closing
 		se.cancel()
+		if se.stop.Load() {
+			// Shutting down with requests maybe still unread: a plain close
+			// would reset the connection and lose the answers just written.
+			se.conn.closeGracefully(2 * time.Second)
+		}
 		se.conn.Close()
 		se.log.Debug("session ended")
 	}()
@@ -110,6 +116,8 @@ func (se *session) logEnd(err error) {
 	case errors.Is(err, io.EOF), se.stop.Load():
 	case errors.As(err, &ne) && ne.Timeout():
 		se.log.Debug("session timed out")
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+		se.log.Debug("client went away mid-message", "err", err)
 	default:
 		se.log.Info("session closed on a bad frame", "err", err)
 	}

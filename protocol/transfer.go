@@ -12,6 +12,9 @@ import (
 	"github.com/pyvnode/pyvnode/protocol/files"
 )
 
+// ErrDownloadChecksum: what arrived does not hash to the node's SHA-256.
+var ErrDownloadChecksum = errors.New("SHA-256 of the download does not match the node's")
+
 // TransferOptions tune Upload and Download. Zero values mean defaults.
 type TransferOptions struct {
 	// Chunk is the bytes per request. Default 1 MiB (the node's default
@@ -172,7 +175,7 @@ func (c *Client) Download(ctx context.Context, path string, w io.WriterAt, resum
 		}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, info.SHA256) {
-		return files.Info{}, fmt.Errorf("%w: received %s, node has %s", files.ErrChecksum, got, info.SHA256)
+		return files.Info{}, fmt.Errorf("%w: received %s, the node has %s", ErrDownloadChecksum, got, info.SHA256)
 	}
 	return info, nil
 }
