@@ -132,8 +132,21 @@ func fileCommands() []*ucli.Command {
 					})
 				})},
 			{Name: "ls", Usage: "list a directory", ArgsUsage: "[PATH]", Action: clientAction(0, 1, true, func(s *clientSession) error {
-				return s.call("file.ls", map[string]string{"path": s.c.Args().First()}, &ls, func(w io.Writer) {
-					for _, e := range ls.Entries {
+				// Fetch every page.
+				var all []files.Info
+				for from := 0; ; {
+					if err := s.Call(s.c.Context, "file.ls", map[string]any{"path": s.c.Args().First(), "from": from}, &ls); err != nil {
+						return err
+					}
+					all = append(all, ls.Entries...)
+					if ls.Next == 0 {
+						break
+					}
+					from = ls.Next
+				}
+				res := protocol.ListFilesResult{Entries: all}
+				return s.print(&res, func(w io.Writer) {
+					for _, e := range all {
 						name := e.Path
 						if e.Dir {
 							name += "/"

@@ -126,6 +126,10 @@ type Conn struct {
 	kmu sync.Mutex
 	ck  [32]byte // rekey chaining key, starts as the handshake hash
 
+	// writeTimeout, when set, bounds each message's write: a peer that
+	// stops reading cannot hold a writer (and its session) for ever.
+	writeTimeout time.Duration
+
 	// trace, when a test sets it, sees every message in plaintext.
 	trace func(sent bool, msg []byte)
 
@@ -319,6 +323,9 @@ func (c *Conn) writeLocked(msg []byte) error {
 	if len(msg) > c.maxMessage {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLong, len(msg), c.maxMessage)
 	}
+	if c.writeTimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
 	frames := len(msg)/maxChunk + 1
 	need := min(frames, writeBatch) * (2 + MaxFrame)
 	if cap(c.wbuf) < need {
@@ -360,16 +367,14 @@ func (c *Conn) writeLocked(msg []byte) error {
 func (c *Conn) ReadMessage() ([]byte, error) { return c.ReadMessageTimeout(0, 0) }
 
 // ReadMessageTimeout reads the next message, waiting at most idle for it to
-// begin and then at most frame for each further read, so a peer that starts
-// a message and trickles it (slow loris) is cut off. Zero means no limit.
+// begin and then at most frame for the whole rest of it, so a peer that
+// starts a message and trickles it (slow loris) is cut off. Zero means no
+// limit.
 func (c *Conn) ReadMessageTimeout(idle, frame time.Duration) ([]byte, error) {
 	var msg []byte
 	for first := true; ; first = false {
-		switch {
-		case first && idle > 0:
+		if first && idle > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(idle))
-		case !first && frame > 0:
-			c.nc.SetReadDeadline(time.Now().Add(frame))
 		}
 		var hdr [2]byte
 		if _, err := io.ReadFull(c.r, hdr[:]); err != nil {

@@ -175,7 +175,7 @@ func init() {
 				return nil, err
 			}
 			max := se.srv.Limits().MaxIdleSeconds
-			if a.Seconds < 1 || a.Seconds > max {
+			if !(a.Seconds >= 1 && a.Seconds <= max) { // also refuses NaN
 				return nil, errorf(ErrBadRequest, "timeout must be 1 to %g seconds", max)
 			}
 			se.mu.Lock()
@@ -619,9 +619,17 @@ type ReadResult struct {
 	EOF  bool   `cbor:"eof" json:"eof"`
 }
 
-// ListFilesResult is a directory's entries.
+type lsArgs struct {
+	Path  string `cbor:"path,omitempty"`
+	From  int    `cbor:"from,omitempty"`
+	Count int    `cbor:"count,omitempty"`
+}
+
+// ListFilesResult is a page of a directory's entries, by name. Next, when
+// not zero, is the "from" of the following page.
 type ListFilesResult struct {
 	Entries []files.Info `cbor:"entries" json:"entries"`
+	Next    int          `cbor:"next,omitempty" json:"next,omitempty"`
 }
 
 // PublishResult is the record that publishes a file's hash.
@@ -676,10 +684,27 @@ func fileCmd[A any](f func(se *session, user string, a A) (any, error)) func(con
 func init() {
 	register(&command{name: "file.stat", args: "path", help: "size, time and SHA-256 of a file", role: accounts.Reader,
 		run: fileCmd(func(se *session, user string, a pathArgs) (any, error) { return se.srv.cfg.Files.Stat(user, a.Path) })})
-	register(&command{name: "file.ls", args: "[path]", help: "list a directory of your folder", role: accounts.Reader,
-		run: fileCmd(func(se *session, user string, a pathArgs) (any, error) {
+	register(&command{name: "file.ls", args: "[path] [from] [count]", help: "list a directory of your folder, a page at a time", role: accounts.Reader,
+		run: fileCmd(func(se *session, user string, a lsArgs) (any, error) {
+			if a.Count < 0 || a.Count > MaxList || a.From < 0 {
+				return nil, errorf(ErrBadRequest, "count must be 0 to %d (0 means %d), from at least 0", MaxList, MaxList)
+			}
+			if a.Count == 0 {
+				a.Count = MaxList
+			}
 			ents, err := se.srv.cfg.Files.List(user, a.Path)
-			return ListFilesResult{Entries: ents}, err
+			if err != nil {
+				return nil, err
+			}
+			out := ListFilesResult{Entries: []files.Info{}}
+			if a.From < len(ents) {
+				end := min(len(ents), a.From+a.Count)
+				out.Entries = ents[a.From:end]
+				if end < len(ents) {
+					out.Next = end
+				}
+			}
+			return out, nil
 		})})
 	register(&command{name: "file.mkdir", args: "path", help: "create a directory", role: accounts.Writer, mode: ordered,
 		run: fileCmd(func(se *session, user string, a pathArgs) (any, error) {

@@ -3,22 +3,19 @@ package protocol
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// knownBug skips a test that shows a bug found while writing these tests
-// (see the test's comment) unless PYVNODE_KNOWN_BUGS is set, so the suite
-// stays green and a fix can be checked with PYVNODE_KNOWN_BUGS=1.
-func knownBug(t *testing.T, what string) {
+// fixedBug fails a test whose check shows a bug found (and fixed) while
+// these tests were written.
+func fixedBug(t *testing.T, what string) {
 	t.Helper()
-	if os.Getenv("PYVNODE_KNOWN_BUGS") == "" {
-		t.Skip("known bug (set PYVNODE_KNOWN_BUGS=1 to run): " + what)
-	}
+	t.Fatal("a fixed bug is back: " + what)
 }
 
 // tryConnect connects from a local loopback address and runs the
@@ -244,7 +241,6 @@ func TestSlowLoris(t *testing.T) {
 // keep one message arriving for ever, one frame at a time, and hold up to
 // max_message of server memory per session meanwhile.
 func TestFrameSecondsBoundsAMessage(t *testing.T) {
-	knownBug(t, "frame_seconds bounds each frame, not the message (channel.go ReadMessageTimeout)")
 	const frame = 0.4
 	ts := startServer(t, serverOptions{limits: looseConnLimits(Limits{FrameSeconds: frame, IdleSeconds: 20})})
 	rc := ts.dialRaw(t, "")
@@ -370,10 +366,10 @@ func TestIdleTimeout(t *testing.T) {
 // accepted; the session's idle time becomes NaN, which session.run then
 // treats as "no idle deadline" (the stale frame deadline applies instead).
 func TestTimeoutNaN(t *testing.T) {
-	knownBug(t, "'timeout' accepts NaN seconds")
 	ts := startServer(t, serverOptions{limits: looseConnLimits(Limits{})})
 	c := ts.dial(t)
 	if err := c.Call(context.Background(), "timeout", map[string]any{"seconds": math.NaN()}, nil); errCode(err) != ErrBadRequest.Code {
+		fixedBug(t, "'timeout' accepts NaN seconds (commands.go, timeout)")
 		t.Fatalf("timeout NaN: %v, want bad_request", err)
 	}
 }
@@ -385,7 +381,6 @@ func TestTimeoutNaN(t *testing.T) {
 // goroutines block in Write, the read loop blocks on the max_inflight
 // slots, and the idle timeout never fires because nothing is reading.
 func TestSlowReaderIsCutOff(t *testing.T) {
-	knownBug(t, "no write deadline: a client that stops reading keeps its session past every timeout")
 	ts := startServer(t, serverOptions{limits: looseConnLimits(Limits{IdleSeconds: 0.5, FrameSeconds: 0.5, MaxInflight: 4})})
 	rc := ts.dialRaw(t, "")
 	rc.tcp.SetReadBuffer(4096)
@@ -423,4 +418,59 @@ func TestFileChunkLimit(t *testing.T) {
 	if err := c.Call(ctx, "file.read", map[string]any{"path": "f", "offset": 0, "length": 8 << 10}, &rr); err != nil || len(rr.Data) != 8<<10 || !rr.EOF {
 		t.Fatalf("read at the limit: %d bytes, eof %v, %v", len(rr.Data), rr.EOF, err)
 	}
+}
+
+// TestLimitsRefuseOverflowingDurations: 'limits' checks no range for
+// handshake_seconds or frame_seconds (server.go Limits.validate), and
+// seconds() converts to a time.Duration that overflows above about 292
+// years (or for NaN/Inf) into a negative duration. handshake_seconds 1e10
+// then puts every handshake deadline in the past: no client (the admin
+// included) can connect until the node restarts. frame_seconds 1e10 turns
+// the slow-loris deadline off (frame > 0 is false).
+func TestLimitsRefuseOverflowingDurations(t *testing.T) {
+	ts := startServer(t, serverOptions{limits: looseConnLimits(Limits{})})
+	a := ts.dial(t)
+	ts.login(t, a, "admin")
+	for _, field := range []string{"handshake_seconds", "frame_seconds"} {
+		set := map[string]any{field: 1e10, "conn_rate": 10000, "conn_burst": 10000}
+		err := a.Call(context.Background(), "limits", map[string]any{"set": set}, nil)
+		if errCode(err) != ErrBadRequest.Code {
+			if field == "handshake_seconds" {
+				if _, cerr := ts.tryConnect(t, ""); cerr != nil {
+					t.Logf("with handshake_seconds 1e10 no client can connect: %v", cerr)
+				}
+			}
+			fixedBug(t, "'limits' accepts durations that overflow (server.go Limits.validate)")
+			t.Fatalf("%s 1e10: %v, want bad_request", field, err)
+		}
+	}
+}
+
+// TestOversizedAnswerIsAnError: an answer larger than max_message cannot be
+// sent; session.reply then closes the connection (WriteMessage fails with
+// ErrMessageTooLong, reply calls conn.Close), so the client sees its session
+// die instead of an error. file.ls answers a whole directory in one
+// message, and directories cost no quota, so any writer can make a folder
+// they can no longer list (here 300 entries against a 64 KiB max_message;
+// about 40 000 short names against the default 4 MiB).
+func TestOversizedAnswerIsAnError(t *testing.T) {
+	ts := startServer(t, serverOptions{limits: looseConnLimits(Limits{MaxMessage: 64 << 10, MaxFileChunk: 8 << 10})})
+	c := ts.dial(t)
+	ts.login(t, c, "writer")
+	ctx := context.Background()
+	for i := range 300 {
+		if err := ts.files.Mkdir("writer", fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 240))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := c.Call(ctx, "file.ls", nil, nil)
+	if errCode(err) == "" {
+		return // listed in full: fine too
+	}
+	var pe *Error
+	if !errors.As(err, &pe) {
+		fixedBug(t, "an answer over max_message closes the session (session.go reply)")
+		t.Fatalf("file.ls of a large folder: %v (the session was closed)", err)
+	}
+	checkServed(t, c)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -599,12 +600,14 @@ func TestRekeyUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
+	// Workers keep calling until they have made perWorker calls and the
+	// rekeys are over, so every rekey runs with calls in flight.
 	const workers, perWorker, window, rekeys = 5, 100, 10, 20
 	var wg sync.WaitGroup
 	errs := make(chan error, workers+1)
-	var puts int
+	var puts, calls, duringRekeys atomic.Int64
+	var rekeysDone atomic.Bool
 	for w := range workers {
-		puts += perWorker / 5
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -613,6 +616,10 @@ func TestRekeyUnderLoad(t *testing.T) {
 			wait := func() error {
 				p, k := q[0], kinds[0]
 				q, kinds = q[1:], kinds[1:]
+				calls.Add(1)
+				if !rekeysDone.Load() {
+					duringRekeys.Add(1)
+				}
 				if k == "put" {
 					var pr PutResult
 					if err := p.Wait(ctx, &pr); err != nil {
@@ -632,10 +639,11 @@ func TestRekeyUnderLoad(t *testing.T) {
 				}
 				return nil
 			}
-			for i := range perWorker {
+			for i := 0; i < perWorker || !rekeysDone.Load(); i++ {
 				cmd, args := "hello", any(nil)
 				if i%5 == 0 {
 					cmd, args = "put", map[string]any{"kind": "note.text", "payload": map[string]any{"w": w, "i": i}}
+					puts.Add(1)
 				}
 				p, err := c.Send(cmd, args)
 				if err != nil {
@@ -662,6 +670,7 @@ func TestRekeyUnderLoad(t *testing.T) {
 	var keys [][32]byte
 	go func() {
 		defer wg.Done()
+		defer rekeysDone.Store(true)
 		for range rekeys {
 			if err := c.Rekey(ctx); err != nil {
 				errs <- fmt.Errorf("rekey: %w", err)
@@ -678,8 +687,14 @@ func TestRekeyUnderLoad(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if got := ts.be.puts.Load(); got != int64(puts) {
-		t.Fatalf("%d puts landed, want %d", got, puts)
+	if calls.Load() < workers*perWorker || len(keys) != rekeys {
+		t.Fatalf("%d calls, %d rekeys", calls.Load(), len(keys))
+	}
+	if duringRekeys.Load() < rekeys {
+		t.Fatalf("only %d calls overlapped the rekeys", duringRekeys.Load())
+	}
+	if got := ts.be.puts.Load(); got != puts.Load() {
+		t.Fatalf("%d puts landed, want %d", got, puts.Load())
 	}
 	seen := map[[32]byte]bool{}
 	for _, k := range keys {

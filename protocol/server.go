@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,14 @@ func (l Limits) withDefaults() Limits {
 }
 
 func (l Limits) validate() error {
+	for _, f := range []float64{l.ConnRate, l.HandshakeSeconds, l.IdleSeconds, l.MaxIdleSeconds, l.FrameSeconds} {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return errorf(ErrBadRequest, "limits must be finite numbers")
+		}
+	}
 	switch {
+	case l.ConnRate > 1e6, l.HandshakeSeconds > 300, l.FrameSeconds > 600:
+		return errorf(ErrBadRequest, "limits out of range: conn_rate at most 1e6, handshake_seconds at most 300, frame_seconds at most 600")
 	case l.MaxConns > 100_000, l.MaxConnsPerAddr > l.MaxConns, l.ConnBurst > 100_000,
 		l.MaxInflight > 4096, l.MaxIdleSeconds > 86400, l.IdleSeconds > l.MaxIdleSeconds:
 		return errorf(ErrBadRequest, "limits out of range")

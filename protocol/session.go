@@ -38,6 +38,7 @@ func newSession(s *Server, c *Conn, addr string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	lim := s.Limits()
 	id := newSessionID()
+	c.writeTimeout = seconds(lim.FrameSeconds)
 	return &session{
 		srv: s, conn: c, id: id, addr: addr, ctx: ctx, cancel: cancel,
 		log:      s.log.With("session", id, "addr", addr),
@@ -193,6 +194,11 @@ func (se *session) reply(id uint64, result any, err error) {
 		}
 	}
 	b, eerr := encMode.Marshal(resp)
+	if eerr == nil && len(b) > se.conn.maxMessage {
+		// Say so rather than fail the write and lose the session.
+		b, eerr = encMode.Marshal(Response{ID: id, Error: errorf(ErrTooLarge,
+			"the answer would be %d bytes, over the %d-byte message limit; ask for less (a smaller page)", len(b), se.conn.maxMessage)})
+	}
 	if eerr == nil {
 		eerr = se.conn.WriteMessage(b)
 	}

@@ -532,11 +532,14 @@ func (s *Store) ChangePassword(ctx context.Context, name, old, new string) error
 }
 
 // Login checks a user's password and, when requireCode is set, TOTP code.
-// Failures are delayed and counted per user and per source address; after
-// MaxFailures either is locked out for the lockout time.
+// Every attempt counts against the user and the source address before the
+// password is checked, so concurrent guesses cannot outrun the lockout; a
+// successful login gives back its own attempt (and clears the user's
+// count, not the address's). After MaxFailures attempts either is locked
+// out for the lockout time. Failures are also delayed.
 func (s *Store) Login(ctx context.Context, name, password, code, source string, requireCode bool) (Public, error) {
-	if until := s.lockedUntil(name, source); !until.IsZero() {
-		return Public{}, fmt.Errorf("%w (until %s)", ErrLockedOut, until.UTC().Format(time.RFC3339))
+	if err := s.charge(name, source); err != nil {
+		return Public{}, err
 	}
 	s.mu.Lock()
 	u, ok := s.users[name]
@@ -558,16 +561,16 @@ func (s *Store) Login(ctx context.Context, name, password, code, source string, 
 	}
 	if requireCode {
 		if code == "" {
+			// The password was right: this attempt was no guess. Give it
+			// back without clearing earlier failures.
+			s.refund(name, source, false)
 			return Public{}, ErrCodeRequired
 		}
 		if !s.checkCode(name, snap.TOTP, code) {
 			return Public{}, s.failed(ctx, name, source)
 		}
 	}
-	s.mu.Lock()
-	delete(s.fails, "user:"+name)
-	delete(s.fails, "addr:"+source)
-	s.mu.Unlock()
+	s.refund(name, source, true)
 	return snap.public(), nil
 }
 
@@ -596,25 +599,24 @@ func (s *Store) checkCode(name, secret, code string) bool {
 	return false
 }
 
-func (s *Store) lockedUntil(name, source string) time.Time {
+func failKeys(name, source string) [2]string { return [2]string{"user:" + name, "addr:" + source} }
+
+// charge counts a login attempt, refusing it when the user or the address
+// is locked out.
+func (s *Store) charge(name, source string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
-	for _, k := range []string{"user:" + name, "addr:" + source} {
+	keys := failKeys(name, source)
+	for _, k := range keys {
 		if f := s.fails[k]; f != nil && now.Before(f.locked) {
-			return f.locked
+			return fmt.Errorf("%w (until %s)", ErrLockedOut, f.locked.UTC().Format(time.RFC3339))
 		}
 	}
-	return time.Time{}
-}
-
-// failed records a failure, waits the delay and returns the error to show.
-func (s *Store) failed(ctx context.Context, name, source string) error {
-	s.mu.Lock()
-	now := s.opts.Now()
-	n := 0
-	locked := false
-	for _, k := range []string{"user:" + name, "addr:" + source} {
+	if len(s.fails) > 10_000 {
+		s.pruneLocked(now)
+	}
+	for _, k := range keys {
 		f := s.fails[k]
 		if f == nil || now.Sub(f.last) > s.opts.Lockout {
 			f = &failures{}
@@ -624,10 +626,59 @@ func (s *Store) failed(ctx context.Context, name, source string) error {
 		f.last = now
 		if f.count >= s.opts.MaxFailures {
 			f.locked = now.Add(s.opts.Lockout)
-			f.count = 0
-			locked = true
 		}
-		n = max(n, f.count)
+	}
+	return nil
+}
+
+// refund takes back an attempt that was not a wrong guess. After a
+// successful login (clearUser) the user also starts afresh; the address
+// only ever loses this one attempt, so logging in to one's own account
+// does not wipe out guesses made at others from the same address.
+func (s *Store) refund(name, source string, clearUser bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := failKeys(name, source)
+	if clearUser {
+		delete(s.fails, keys[0])
+	}
+	for i, k := range keys {
+		if i == 0 && clearUser {
+			continue
+		}
+		if f := s.fails[k]; f != nil {
+			if f.count--; f.count < s.opts.MaxFailures {
+				f.locked = time.Time{}
+			}
+			if f.count <= 0 {
+				delete(s.fails, k)
+			}
+		}
+	}
+}
+
+// pruneLocked drops entries that are neither recent nor locked. Called with
+// s.mu held.
+func (s *Store) pruneLocked(now time.Time) {
+	for k, f := range s.fails {
+		if now.Sub(f.last) > s.opts.Lockout && !now.Before(f.locked) {
+			delete(s.fails, k)
+		}
+	}
+}
+
+// failed waits the delay for a counted, failed attempt and returns the
+// error to show.
+func (s *Store) failed(ctx context.Context, name, source string) error {
+	s.mu.Lock()
+	now := s.opts.Now()
+	n := 0
+	locked := false
+	for _, k := range failKeys(name, source) {
+		if f := s.fails[k]; f != nil {
+			n = max(n, f.count)
+			locked = locked || now.Before(f.locked)
+		}
 	}
 	s.mu.Unlock()
 	delay := min(time.Duration(n)*s.opts.FailureDelay, 4*time.Second)

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -109,7 +110,9 @@ func CleanPath(p string, allowRoot bool) (string, error) {
 			return "", fmt.Errorf("%w: %q has an empty or '.' part", ErrBadPath, p)
 		case part == "..":
 			return "", fmt.Errorf("%w: %q climbs out with '..'", ErrBadPath, p)
-		case part == metaDir:
+		case strings.EqualFold(part, metaDir):
+			// Case-insensitively: on macOS and Windows file systems
+			// ".PYVNODE" is the same folder.
 			return "", fmt.Errorf("%w: %q is reserved", ErrBadPath, metaDir)
 		}
 		for _, r := range part {
@@ -148,6 +151,9 @@ func mapErr(p string, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, syscall.ENOTEMPTY):
+		// Before ErrExist: Go counts "not empty" as a kind of "exists".
+		return fmt.Errorf("%w: %s", ErrNotEmpty, p)
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s", ErrNotFound, p)
 	case errors.Is(err, fs.ErrExist):
@@ -308,7 +314,7 @@ func (s *Store) List(user, p string) ([]Info, error) {
 	}
 	out := []Info{}
 	for _, e := range ents {
-		if e.Name() == metaDir || e.Type()&fs.ModeSymlink != 0 {
+		if strings.EqualFold(e.Name(), metaDir) || e.Type()&fs.ModeSymlink != 0 {
 			continue
 		}
 		fi, err := e.Info()
