@@ -264,13 +264,21 @@ func TestAccountRules(t *testing.T) {
 		t.Fatalf("one-time password reused: %v", err)
 	}
 
-	// An admin's reset puts the user back under must_change, mid-session.
+	// An admin's reset ends the user's open sessions, and the new
+	// one-time password must be changed before anything else.
 	var reset map[string]string
 	if err := a.Call(ctx, "user.reset-password", map[string]any{"name": "n"}, &reset); err != nil || reset["password"] == "" {
 		t.Fatalf("reset-password: %v %v", reset, err)
 	}
-	if err := put(n); !isCode(err, protocol.ErrMustChange) {
+	if err := put(n); !isCode(err, protocol.ErrUnauthorized) {
 		t.Fatalf("put after an admin's reset: %v", err)
+	}
+	n2 := tn.dial(t)
+	if err := n2.Call(ctx, "login", map[string]string{"user": "n", "password": reset["password"]}, nil); err != nil {
+		t.Fatalf("login with the reset password: %v", err)
+	}
+	if err := put(n2); !isCode(err, protocol.ErrMustChange) {
+		t.Fatalf("put before changing the reset password: %v", err)
 	}
 
 	// Disabling takes effect on the next request of an open session.

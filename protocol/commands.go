@@ -175,6 +175,11 @@ func init() {
 				return nil, err
 			}
 			max := se.srv.Limits().MaxIdleSeconds
+			if se.userName() == "" {
+				// Only a logged-in session may hold its slot longer than
+				// the default.
+				max = se.srv.Limits().IdleSeconds
+			}
 			if !(a.Seconds >= 1 && a.Seconds <= max) { // also refuses NaN
 				return nil, errorf(ErrBadRequest, "timeout must be 1 to %g seconds", max)
 			}
@@ -197,7 +202,7 @@ func init() {
 	register(&command{name: "logout", help: "act as nobody again", mode: barrier,
 		run: func(_ context.Context, se *session, _ cbor.RawMessage) (any, error) {
 			se.mu.Lock()
-			se.user = ""
+			se.user, se.epoch = "", 0
 			se.mu.Unlock()
 			return struct{}{}, nil
 		}})
@@ -211,8 +216,12 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			err = se.srv.cfg.Accounts.ChangePassword(ctx, u.Name, a.Old, a.New)
+			epoch, err := se.srv.cfg.Accounts.ChangePassword(ctx, u.Name, a.Old, a.New, se.addr)
 			switch {
+			case errors.Is(err, accounts.ErrLockedOut):
+				return nil, errorf(ErrLockedOut, "%v", err)
+			case errors.Is(err, accounts.ErrBusy):
+				return nil, errorf(ErrBusy, "too many password checks in progress; try again")
 			case errors.Is(err, accounts.ErrLoginFailed):
 				return nil, errorf(ErrLoginFailed, "the old password is wrong")
 			case errors.Is(err, accounts.ErrWeakPassword):
@@ -220,6 +229,10 @@ func init() {
 			case err != nil:
 				return nil, err
 			}
+			// This session made the change: it goes on; others end.
+			se.mu.Lock()
+			se.epoch = epoch
+			se.mu.Unlock()
 			return struct{}{}, nil
 		}})
 }
@@ -228,6 +241,15 @@ func login(ctx context.Context, se *session, raw cbor.RawMessage) (any, error) {
 	var a loginArgs
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
+	}
+	// A login replaces who the session acts as, even when it fails: the
+	// requests after it must not run as the previous user.
+	se.mu.Lock()
+	se.user, se.epoch = "", 0
+	se.mu.Unlock()
+	logName := a.User
+	if accounts.CheckName(a.User) != nil {
+		logName = "(invalid name)"
 	}
 	// A login may wait for a password-check slot, but not for ever.
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -239,11 +261,11 @@ func login(ctx context.Context, se *session, raw cbor.RawMessage) (any, error) {
 		return nil, errorf(ErrCodeRequired, "%v", err)
 	case errors.Is(err, accounts.ErrLockedOut):
 		se.srv.stats.loginFailures.Add(1)
-		se.log.Warn("login locked out", "user", a.User)
+		se.log.Warn("login locked out", "user", logName)
 		return nil, errorf(ErrLockedOut, "%v", err)
 	case errors.Is(err, accounts.ErrLoginFailed):
 		se.srv.stats.loginFailures.Add(1)
-		se.log.Info("login failed", "user", a.User)
+		se.log.Info("login failed", "user", logName)
 		return nil, errorf(ErrLoginFailed, "%v", err)
 	case errors.Is(err, accounts.ErrBusy):
 		return nil, errorf(ErrBusy, "too many logins in progress; try again")
@@ -252,7 +274,7 @@ func login(ctx context.Context, se *session, raw cbor.RawMessage) (any, error) {
 	}
 	se.srv.stats.logins.Add(1)
 	se.mu.Lock()
-	se.user = u.Name
+	se.user, se.epoch = u.Name, u.Epoch
 	se.mu.Unlock()
 	se.log.Info("login", "user", u.Name, "role", u.Role)
 	return LoginResult{User: u.Name, Role: string(u.Role), MustChange: u.MustChange}, nil

@@ -125,3 +125,24 @@ func TestSessionBasics(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedLoginDropsThePreviousUser(t *testing.T) {
+	tn := startNode(t, true)
+	a := tn.admin(t)
+	ctx := context.Background()
+	// Pipelined: a failed login, then a put. The put must not run as admin.
+	p1, err := a.Send("login", map[string]string{"user": "admin", "password": "not the password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := a.Send("put", map[string]any{"kind": "note.text", "payload": map[string]any{"x": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Wait(ctx, nil); !errors.Is(err, protocol.ErrLoginFailed) {
+		t.Fatalf("wrong login: %v", err)
+	}
+	if err := p2.Wait(ctx, nil); !errors.Is(err, protocol.ErrUnauthorized) {
+		t.Fatalf("put after a failed login: %v, want unauthorized", err)
+	}
+}

@@ -337,6 +337,11 @@ func TestIdleTimeout(t *testing.T) {
 		checkServed(t, short)
 		checkServed(t, long)
 	}
+	// Only a logged-in session may hold its slot longer than the default.
+	if err := long.Call(ctx, "timeout", map[string]any{"seconds": 1}, nil); errCode(err) != ErrBadRequest.Code {
+		t.Fatalf("anonymous timeout above the default: %v, want bad_request", err)
+	}
+	ts.login(t, long, "reader")
 	var tr TimeoutResult
 	if err := long.Call(ctx, "timeout", map[string]any{"seconds": 1}, &tr); err != nil || tr.Seconds != 1 {
 		t.Fatalf("timeout 1: %+v %v", tr, err)

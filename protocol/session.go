@@ -28,10 +28,11 @@ type session struct {
 	wg       sync.WaitGroup
 	stop     atomic.Bool
 
-	mu   sync.Mutex
-	user string // "" until login
-	idle time.Duration
-	quit bool
+	mu    sync.Mutex
+	user  string // "" until login
+	epoch uint64 // the account's epoch at login
+	idle  time.Duration
+	quit  bool
 }
 
 func newSession(s *Server, c *Conn, addr string) *session {
@@ -165,12 +166,15 @@ func (se *session) currentUser() (accounts.Public, error) {
 	if name == "" {
 		return accounts.Public{}, errorf(ErrUnauthorized, "log in first ('login')")
 	}
+	se.mu.Lock()
+	epoch := se.epoch
+	se.mu.Unlock()
 	u, err := se.srv.cfg.Accounts.Get(name)
-	if err != nil || !u.Enabled {
+	if err != nil || !u.Enabled || u.Epoch != epoch {
 		se.mu.Lock()
 		se.user = ""
 		se.mu.Unlock()
-		return accounts.Public{}, errorf(ErrUnauthorized, "account %s is no longer active; log in again", name)
+		return accounts.Public{}, errorf(ErrUnauthorized, "account %s was disabled, deleted or had its credentials changed; log in again", name)
 	}
 	return u, nil
 }

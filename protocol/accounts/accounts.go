@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,14 +84,18 @@ const DefaultQuota = 1 << 30
 
 // User is one account. Hash and TOTP are secrets and never leave the node.
 type User struct {
-	Name       string    `json:"name"`
-	Role       Role      `json:"role"`
-	Hash       string    `json:"hash"`
-	TOTP       string    `json:"totp,omitempty"` // base32 secret
-	Enabled    bool      `json:"enabled"`
-	MustChange bool      `json:"must_change,omitempty"`
-	Quota      int64     `json:"quota"`
-	Created    time.Time `json:"created"`
+	Name       string `json:"name"`
+	Role       Role   `json:"role"`
+	Hash       string `json:"hash"`
+	TOTP       string `json:"totp,omitempty"` // base32 secret
+	Enabled    bool   `json:"enabled"`
+	MustChange bool   `json:"must_change,omitempty"`
+	Quota      int64  `json:"quota"`
+	// Epoch changes whenever the account's credentials change (password,
+	// second factor) and differs between a deleted account and a new one
+	// of the same name: sessions opened before no longer act for it.
+	Epoch   uint64    `json:"epoch"`
+	Created time.Time `json:"created"`
 }
 
 // Public is what may be shown about a user.
@@ -100,12 +105,13 @@ type Public struct {
 	Enabled    bool      `json:"enabled" cbor:"enabled"`
 	TOTP       bool      `json:"totp" cbor:"totp"`
 	MustChange bool      `json:"must_change" cbor:"must_change"`
+	Epoch      uint64    `json:"-" cbor:"-"`
 	Quota      int64     `json:"quota" cbor:"quota"`
 	Created    time.Time `json:"created" cbor:"created"`
 }
 
 func (u *User) public() Public {
-	return Public{Name: u.Name, Role: u.Role, Enabled: u.Enabled, TOTP: u.TOTP != "", MustChange: u.MustChange, Quota: u.Quota, Created: u.Created}
+	return Public{Name: u.Name, Role: u.Role, Enabled: u.Enabled, TOTP: u.TOTP != "", MustChange: u.MustChange, Quota: u.Quota, Created: u.Created, Epoch: u.Epoch}
 }
 
 // Params are the Argon2id cost settings. The defaults follow OWASP's
@@ -323,7 +329,8 @@ func (s *Store) Add(name string, role Role, password string) (*Added, error) {
 		return nil, fmt.Errorf("%w: %s", ErrExists, name)
 	}
 	u := &User{Name: name, Role: role, Hash: hash, TOTP: enr.Secret, Enabled: true,
-		MustChange: mustChange, Quota: DefaultQuota, Created: s.opts.Now().UTC().Truncate(time.Second)}
+		MustChange: mustChange, Quota: DefaultQuota, Created: s.opts.Now().UTC().Truncate(time.Second),
+		Epoch: newEpoch()}
 	s.users[name] = u
 	if err := s.save(); err != nil {
 		delete(s.users, name)
@@ -472,7 +479,7 @@ func (s *Store) ResetTOTP(name string) (*Enrollment, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = s.update(name, func(u *User) error { u.TOTP = enr.Secret; return nil })
+	err = s.update(name, func(u *User) error { u.TOTP, u.Epoch = enr.Secret, newEpoch(); return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -495,17 +502,24 @@ func (s *Store) ResetPassword(name, password string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = s.update(name, func(u *User) error { u.Hash, u.MustChange = hash, true; return nil })
+	err = s.update(name, func(u *User) error { u.Hash, u.MustChange, u.Epoch = hash, true, newEpoch(); return nil })
 	return password, err
 }
 
 // ChangePassword replaces a user's password after checking the old one.
-func (s *Store) ChangePassword(ctx context.Context, name, old, new string) error {
+// The check counts as a login attempt from source (so a session cannot
+// guess its account's password without limit), and the change applies only
+// if the password was not changed meanwhile. It returns the account's new
+// epoch.
+func (s *Store) ChangePassword(ctx context.Context, name, old, new, source string) (uint64, error) {
 	if len(new) < MinPasswordLen {
-		return fmt.Errorf("%w: at least %d characters", ErrWeakPassword, MinPasswordLen)
+		return 0, fmt.Errorf("%w: at least %d characters", ErrWeakPassword, MinPasswordLen)
 	}
 	if old == new {
-		return fmt.Errorf("%w: the new password must differ from the old one", ErrWeakPassword)
+		return 0, fmt.Errorf("%w: the new password must differ from the old one", ErrWeakPassword)
+	}
+	if err := s.charge(name, source); err != nil {
+		return 0, err
 	}
 	s.mu.Lock()
 	u, ok := s.users[name]
@@ -515,20 +529,39 @@ func (s *Store) ChangePassword(ctx context.Context, name, old, new string) error
 	}
 	s.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrNoUser, name)
+		return 0, fmt.Errorf("%w: %s", ErrNoUser, name)
 	}
 	good, err := s.checkHash(ctx, old, hash)
 	if err != nil {
-		return err
+		s.refund(name, source, false)
+		return 0, err
 	}
 	if !good {
-		return ErrLoginFailed
+		return 0, s.failed(ctx, name, source)
 	}
+	s.refund(name, source, false)
 	nh, err := s.hash(new)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return s.update(name, func(u *User) error { u.Hash, u.MustChange = nh, false; return nil })
+	epoch := newEpoch()
+	err = s.update(name, func(u *User) error {
+		if u.Hash != hash {
+			return fmt.Errorf("%w: the password was changed meanwhile", ErrLoginFailed)
+		}
+		u.Hash, u.MustChange, u.Epoch = nh, false, epoch
+		return nil
+	})
+	return epoch, err
+}
+
+// newEpoch is a random 64-bit value.
+func newEpoch() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // Login checks a user's password and, when requireCode is set, TOTP code.
@@ -538,6 +571,11 @@ func (s *Store) ChangePassword(ctx context.Context, name, old, new string) error
 // count, not the address's). After MaxFailures attempts either is locked
 // out for the lockout time. Failures are also delayed.
 func (s *Store) Login(ctx context.Context, name, password, code, source string, requireCode bool) (Public, error) {
+	if CheckName(name) != nil {
+		// No such account can exist: count it against the address only,
+		// without keeping the (possibly huge) name.
+		name = "\x00invalid"
+	}
 	if err := s.charge(name, source); err != nil {
 		return Public{}, err
 	}
@@ -554,6 +592,7 @@ func (s *Store) Login(ctx context.Context, name, password, code, source string, 
 	}
 	good, err := s.checkHash(ctx, password, hash)
 	if err != nil {
+		s.refund(name, source, false) // busy: no guess was made
 		return Public{}, err
 	}
 	if !ok || !good || !snap.Enabled {

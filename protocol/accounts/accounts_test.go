@@ -418,7 +418,7 @@ func TestPasswordChecksAreBounded(t *testing.T) {
 		t.Fatalf("login with no slot free: %v, want ErrBusy", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
-	err = s.ChangePassword(ctx, "alice", "alice's password", "a new password")
+	_, err = s.ChangePassword(ctx, "alice", "alice's password", "a new password", "h")
 	cancel()
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("password change with no slot free: %v, want ErrBusy", err)
@@ -502,19 +502,19 @@ func TestPasswordChanges(t *testing.T) {
 	if !a.User.MustChange {
 		t.Fatal("one-time password without must_change")
 	}
-	if err := s.ChangePassword(ctx, "alice", "wrong", "a brand new password"); !errors.Is(err, ErrLoginFailed) {
+	if _, err := s.ChangePassword(ctx, "alice", "wrong", "a brand new password", "h"); !errors.Is(err, ErrLoginFailed) {
 		t.Fatalf("wrong old password: %v", err)
 	}
-	if err := s.ChangePassword(ctx, "alice", a.Password, "short"); !errors.Is(err, ErrWeakPassword) {
+	if _, err := s.ChangePassword(ctx, "alice", a.Password, "short", "h"); !errors.Is(err, ErrWeakPassword) {
 		t.Fatalf("short new password: %v", err)
 	}
-	if err := s.ChangePassword(ctx, "alice", a.Password, a.Password); !errors.Is(err, ErrWeakPassword) {
+	if _, err := s.ChangePassword(ctx, "alice", a.Password, a.Password, "h"); !errors.Is(err, ErrWeakPassword) {
 		t.Fatalf("same password: %v", err)
 	}
-	if err := s.ChangePassword(ctx, "nobody", "x", "a brand new password"); !errors.Is(err, ErrNoUser) {
+	if _, err := s.ChangePassword(ctx, "nobody", "x", "a brand new password", "h"); !errors.Is(err, ErrNoUser) {
 		t.Fatalf("unknown user: %v", err)
 	}
-	if err := s.ChangePassword(ctx, "alice", a.Password, "a brand new password"); err != nil {
+	if _, err := s.ChangePassword(ctx, "alice", a.Password, "a brand new password", "h"); err != nil {
 		t.Fatal(err)
 	}
 	if u, _ := s.Get("alice"); u.MustChange {
@@ -599,5 +599,57 @@ func TestOwnLoginDoesNotResetAddressLockout(t *testing.T) {
 	if !locked {
 		fixedBug(t, "a successful login resets the address's failure count (accounts.go Login)")
 		t.Fatal("6 failed guesses from one address, one per user, never locked the address out")
+	}
+}
+
+func TestPasswdGuessesCountAndEpochs(t *testing.T) {
+	s, _ := openStore(t, Options{MaxFailures: 3, FailureDelay: -1})
+	ctx := context.Background()
+	mustAdd(t, s, "alice", Writer, "alice's password")
+	before, _ := s.Get("alice")
+	for range 2 {
+		if _, err := s.ChangePassword(ctx, "alice", "wrong guess", "a new password", "h"); !errors.Is(err, ErrLoginFailed) {
+			t.Fatalf("wrong old password: %v", err)
+		}
+	}
+	if _, err := s.ChangePassword(ctx, "alice", "wrong guess", "a new password", "h"); !errors.Is(err, ErrLockedOut) {
+		t.Fatalf("third wrong guess through passwd: %v", err)
+	}
+	if _, err := s.ChangePassword(ctx, "alice", "alice's password", "a new password", "h2"); !errors.Is(err, ErrLockedOut) {
+		t.Fatalf("passwd while the user is locked out: %v", err)
+	}
+	// A new account of a deleted one's name has another epoch.
+	s2, _ := openStore(t, Options{})
+	mustAdd(t, s2, "bob", Admin, "bob's password")
+	mustAdd(t, s2, "carol", Writer, "carol's password")
+	c1, _ := s2.Get("carol")
+	if err := s2.Delete("carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, s2, "carol", Admin, "carol's new one")
+	c2, _ := s2.Get("carol")
+	if c1.Epoch == c2.Epoch || before.Epoch == 0 {
+		t.Fatalf("epochs: %d %d %d", c1.Epoch, c2.Epoch, before.Epoch)
+	}
+	if _, err := s2.ResetTOTP("carol"); err != nil {
+		t.Fatal(err)
+	}
+	if c3, _ := s2.Get("carol"); c3.Epoch == c2.Epoch {
+		t.Fatal("reset-2fa kept the epoch")
+	}
+}
+
+func TestInvalidLoginNamesAreNotKept(t *testing.T) {
+	s, _ := openStore(t, Options{FailureDelay: -1, MaxFailures: 1 << 20})
+	huge := strings.Repeat("x", 1<<20)
+	for i := range 20 {
+		s.Login(context.Background(), huge+string(rune('a'+i)), "pw", "", "h", false)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.fails {
+		if len(k) > 64 {
+			t.Fatalf("failure map keeps a %d-byte key", len(k))
+		}
 	}
 }

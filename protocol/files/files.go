@@ -253,17 +253,22 @@ func (s *Store) Stat(user, p string) (Info, error) {
 // changed since it was computed.
 func (s *Store) checksum(r *os.Root, p string, fi fs.FileInfo) (string, error) {
 	key := sumKey(p)
-	stamp := strconv.FormatInt(fi.Size(), 10) + " " + strconv.FormatInt(fi.ModTime().UnixNano(), 10)
-	if b, err := r.ReadFile(key); err == nil {
-		if stored, sum, ok := strings.Cut(string(b), "\n"); ok && stored == stamp && len(sum) == 64 {
-			return sum, nil
-		}
-	}
+	// The stamp comes from the opened file itself, so the hash computed
+	// below is of the file the stamp describes.
 	f, err := r.Open(p)
 	if err != nil {
 		return "", mapErr(p, err)
 	}
 	defer f.Close()
+	if ofi, err := f.Stat(); err == nil {
+		fi = ofi
+	}
+	stamp := fileStamp(fi)
+	if b, err := r.ReadFile(key); err == nil {
+		if stored, sum, ok := strings.Cut(string(b), "\n"); ok && stored == stamp && len(sum) == 64 {
+			return sum, nil
+		}
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
@@ -558,8 +563,7 @@ func (s *Store) Commit(user, p string, size int64, sum string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	stamp := strconv.FormatInt(fi.Size(), 10) + " " + strconv.FormatInt(fi.ModTime().UnixNano(), 10)
-	_ = r.WriteFile(sumKey(p), []byte(stamp+"\n"+got), 0o600)
+	_ = r.WriteFile(sumKey(p), []byte(fileStamp(fi)+"\n"+got), 0o600)
 	return Info{Path: p, Size: fi.Size(), ModTime: fi.ModTime().UTC(), SHA256: got}, nil
 }
 
@@ -635,3 +639,13 @@ func (s *Store) takeSum(user, p string) *runningSum {
 }
 
 func (s *Store) dropSum(user, p string) { s.takeSum(user, p) }
+
+// fileStamp identifies a file's content version for the checksum cache:
+// size, modification time, change time and inode.
+func fileStamp(fi fs.FileInfo) string {
+	st := strconv.FormatInt(fi.Size(), 10) + " " + strconv.FormatInt(fi.ModTime().UnixNano(), 10)
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st += " " + strconv.FormatInt(sys.Ctim.Nano(), 10) + " " + strconv.FormatUint(sys.Ino, 10)
+	}
+	return st
+}
