@@ -2,6 +2,10 @@ package cli
 
 import (
 	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/pyvnode/pyvnode/p2p"
 
 	"github.com/pyvnode/pyvnode/node"
 	ucli "github.com/urfave/cli/v2"
@@ -19,6 +23,9 @@ func serveCommand() *ucli.Command {
 			dataFlag(),
 			&ucli.StringFlag{Name: "listen", Value: node.DefaultListen, Usage: "client protocol address (\"-\" for none)", EnvVars: []string{"PYVNODE_LISTEN"}},
 			&ucli.BoolFlag{Name: "dev", Usage: "development mode: logins need no TOTP code"},
+			&ucli.StringSliceFlag{Name: "p2p-listen", Value: ucli.NewStringSlice(p2p.DefaultListen), Usage: "libp2p listen multiaddr, repeatable (\"-\" turns replication off)", EnvVars: []string{"PYVNODE_P2P_LISTEN"}},
+			&ucli.StringSliceFlag{Name: "peer", Usage: "peer to dial and keep connected, repeatable: /ip4/HOST/tcp/PORT/p2p/PEER-ID", EnvVars: []string{"PYVNODE_PEERS"}},
+			&ucli.DurationFlag{Name: "sync-interval", Value: 30 * time.Second, Usage: "how often each peer is reconciled"},
 			memoryLimitFlag(),
 		},
 		Action: func(c *ucli.Context) error {
@@ -28,8 +35,17 @@ func serveCommand() *ucli.Command {
 			if err := applyMemoryLimit(c); err != nil {
 				return err
 			}
+			for _, a := range c.StringSlice("peer") {
+				if _, err := peer.AddrInfoFromString(a); err != nil {
+					return usagef("--peer %q: want /ip4/HOST/tcp/PORT/p2p/PEER-ID: %v", a, err)
+				}
+			}
+			if c.Duration("sync-interval") < time.Second {
+				return usagef("--sync-interval must be at least 1s")
+			}
 			n, err := node.Start(c.Context, node.Config{
 				DataDir: c.String("data"), Listen: c.String("listen"), Dev: c.Bool("dev"),
+				P2PListen: c.StringSlice("p2p-listen"), Peers: c.StringSlice("peer"), SyncInterval: c.Duration("sync-interval"),
 				Version: Version, Logger: slog.Default(), Out: env(c).Stdout,
 			})
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
 	"github.com/pyvnode/pyvnode/node"
@@ -289,8 +290,35 @@ func adminCommands() []*ucli.Command {
 		{Name: "peer", Usage: "replication peers (admin)", Subcommands: []*ucli.Command{
 			peerCmd("add", "add a peer", "peer.add", 1),
 			peerCmd("del", "remove a peer", "peer.del", 1),
-			peerCmd("list", "list peers", "peer.list", 0),
+			peerCmd("list", "list the configured peers (peers.json)", "peer.list", 0),
+			{Name: "status", Usage: "this node's p2p addresses, every known peer and the replication counters", Action: clientAction(0, 0, true, func(s *clientSession) error {
+				var r protocol.NetworkStatus
+				return s.call("peer.status", nil, &r, func(w io.Writer) { printNetworkStatus(w, &r) })
+			})},
+			peerBlockCmd("block", "cut a peer off until unblocked (until restart)", "peer.block"),
+			peerBlockCmd("unblock", "let a blocked or banned peer back in", "peer.unblock"),
 		}},
+		{Name: "sync", Usage: "reconcile with a peer now (PEER-ID), or with every connected peer (admin)", ArgsUsage: "[PEER-ID]",
+			Action: clientAction(0, 1, true, func(s *clientSession) error {
+				args := map[string]any{}
+				if s.c.NArg() == 1 {
+					args["peer"] = s.c.Args().First()
+				}
+				var r protocol.SyncResults
+				return s.call("sync", args, &r, func(w io.Writer) {
+					if len(r.Results) == 0 {
+						fmt.Fprintln(w, "(no connected peers)")
+					}
+					for _, x := range r.Results {
+						fmt.Fprintf(w, "%s  sent %d, received %d, rejected %d, %d rounds, %s out, %s in, %.3f s",
+							x.Peer, x.Sent, x.Received, x.Rejected, x.Rounds, humanize.IBytes(uint64(x.BytesOut)), humanize.IBytes(uint64(x.BytesIn)), x.Seconds)
+						if x.Error != "" {
+							fmt.Fprintf(w, "  error: %s", x.Error)
+						}
+						fmt.Fprintln(w)
+					}
+				})
+			})},
 		{Name: "limits", Usage: "show or change connection and rate limits (admin)", ArgsUsage: "[NAME=VALUE ...]",
 			Action: clientAction(0, 32, true, func(s *clientSession) error {
 				var cur protocol.Limits
@@ -314,11 +342,11 @@ func adminCommands() []*ucli.Command {
 		{Name: "status", Usage: "uptime, connections, chain height, memory (admin)", Action: clientAction(0, 0, true, func(s *clientSession) error {
 			var r protocol.StatusResult
 			return s.call("status", nil, &r, func(w io.Writer) {
-				fmt.Fprintf(w, "node        %s (%s)\nversion     %s\nuptime      %.0f s\nheight      %d\nroot        %s\nsessions    %d (accepted %d, refused %d, failed handshakes %d)\nlogins      %d (failed %d)\nbytes       in %d, out %d\nmemory      heap %s, from the OS %s\ngoroutines  %d\n",
+				fmt.Fprintf(w, "node        %s (%s)\nversion     %s\nuptime      %.0f s\nheight      %d\nroot        %s\nsessions    %d (accepted %d, refused %d, failed handshakes %d)\nlogins      %d (failed %d)\nbytes       in %d, out %d\nmemory      heap %s, from the OS %s\ngoroutines  %d\npeers       %d connected\npeer id     %s\n",
 					r.Node.Short(), r.Network, r.Version, r.UptimeSeconds, r.Height, r.Root,
 					r.Connections.Sessions, r.Connections.Accepted, r.Connections.Refused, r.Connections.HandshakeFailures,
 					r.Connections.Logins, r.Connections.LoginFailures, r.Connections.BytesIn, r.Connections.BytesOut,
-					humanize.IBytes(r.HeapBytes), humanize.IBytes(r.SysBytes), r.Goroutines)
+					humanize.IBytes(r.HeapBytes), humanize.IBytes(r.SysBytes), r.Goroutines, r.Peers, r.PeerID)
 			})
 		})},
 		{Name: "timeout", Usage: "set the session's idle timeout (for scripts holding a session)", ArgsUsage: "SECONDS",
@@ -331,6 +359,53 @@ func adminCommands() []*ucli.Command {
 				return s.call("timeout", map[string]any{"seconds": secs}, &r, func(w io.Writer) { fmt.Fprintf(w, "idle timeout %g s\n", r.Seconds) })
 			})},
 	}
+}
+
+func peerBlockCmd(name, usage, cmd string) *ucli.Command {
+	return &ucli.Command{Name: name, Usage: usage, ArgsUsage: "PEER-ID", Action: clientAction(1, 1, true, func(s *clientSession) error {
+		var r struct{}
+		return s.call(cmd, map[string]any{"peer": s.c.Args().First()}, &r, func(w io.Writer) { fmt.Fprintln(w, "ok") })
+	})}
+}
+
+func printNetworkStatus(w io.Writer, r *protocol.NetworkStatus) {
+	fmt.Fprintf(w, "peer id     %s\n", r.PeerID)
+	for _, a := range r.Addrs {
+		fmt.Fprintf(w, "address     %s\n", a)
+	}
+	fmt.Fprintf(w, "gossip      accepted %d, duplicates %d, published %d, re-published %d\n", r.GossipAccepted, r.GossipIgnored, r.Published, r.Republished)
+	fmt.Fprintf(w, "sync        %d sessions (%d failed), %d rounds, records in %d out %d, bytes in %s out %s\n",
+		r.SyncSessions, r.SyncFailed, r.SyncRounds, r.SyncRecordsIn, r.SyncRecordsOut, humanize.IBytes(r.SyncBytesIn), humanize.IBytes(r.SyncBytesOut))
+	for k, v := range r.Rejected {
+		fmt.Fprintf(w, "rejected    %s: %d\n", k, v)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATE\tSINCE\tLAST SYNC\tIN\tOUT\tADDRESS")
+	for _, p := range r.Peers {
+		state := "disconnected"
+		switch {
+		case p.Refused != "":
+			state = "refused (" + p.Refused + ")"
+		case p.Ready:
+			state = "ready"
+		case p.Connected:
+			state = "connected"
+		}
+		since, last := "-", "-"
+		if !p.Since.IsZero() && p.Ready {
+			since = p.Since.Local().Format("15:04:05")
+		}
+		if !p.LastSync.IsZero() {
+			last = p.LastSync.Local().Format("15:04:05")
+		}
+		addr := "-"
+		if len(p.Addrs) > 0 {
+			addr = p.Addrs[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.ID, state, since, last, p.RecordsIn, p.RecordsOut, addr)
+	}
+	tw.Flush()
 }
 
 // applyLimitArgs applies NAME=VALUE pairs to the current limits.

@@ -12,6 +12,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/mdp/qrterminal/v3"
 	"github.com/pyvnode/pyvnode/ledger"
+	"github.com/pyvnode/pyvnode/p2p"
 	"github.com/pyvnode/pyvnode/protocol"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 	"github.com/pyvnode/pyvnode/protocol/files"
@@ -36,6 +37,16 @@ type Config struct {
 	Version string
 	// Logger for everything the node does. Default slog.Default().
 	Logger *slog.Logger
+	// P2PListen are the libp2p listen multiaddrs. Default
+	// p2p.DefaultListen; ["-"] turns replication off.
+	P2PListen []string
+	// Peers are multiaddrs (with /p2p/<peer id>) dialled and kept
+	// connected, besides those in the data directory's peers.json.
+	Peers []string
+	// SyncInterval is how often each peer is reconciled. Default 30 s.
+	SyncInterval time.Duration
+	// Replication is the replication log. Default Logger.
+	Replication *slog.Logger
 	// Out receives what is printed once for the operator on first start
 	// (the admin's one-time password and TOTP QR code). Default io.Discard.
 	Out io.Writer
@@ -54,6 +65,12 @@ func (c *Config) setDefaults() {
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
+	if len(c.P2PListen) == 0 {
+		c.P2PListen = []string{p2p.DefaultListen}
+	}
+	if c.Replication == nil {
+		c.Replication = c.Logger
+	}
 	if c.Version == "" {
 		c.Version = "dev"
 	}
@@ -68,6 +85,7 @@ type Node struct {
 	files    *files.Store
 	peers    *Peers
 	server   *protocol.Server
+	net      *p2p.Network
 	ln       net.Listener
 	served   chan error
 	started  time.Time
@@ -102,7 +120,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, data: data, started: time.Now()}
+	if n.peers, err = OpenPeers(PeersPath(cfg.DataDir)); err != nil {
+		data.Close()
+		return nil, err
+	}
+	if err := n.startP2P(ctx); err != nil {
+		data.Close()
+		return nil, err
+	}
 	if err := n.startProtocol(); err != nil {
+		if n.net != nil {
+			n.net.Close()
+		}
 		data.Close()
 		return nil, err
 	}
@@ -135,13 +164,14 @@ func (n *Node) startProtocol() error {
 	if n.files, err = files.Open(FilesDir(n.cfg.DataDir), n.quota); err != nil {
 		return err
 	}
-	if n.peers, err = OpenPeers(PeersPath(n.cfg.DataDir)); err != nil {
-		return err
-	}
-	n.server, err = protocol.NewServer(protocol.Config{
+	cfg := protocol.Config{
 		Backend: n, Accounts: n.accounts, Files: n.files, Peers: n.peers,
 		Dev: n.cfg.Dev, Limits: n.cfg.Limits, Logger: n.cfg.Logger, Version: n.cfg.Version,
-	})
+	}
+	if n.net != nil {
+		cfg.Replicator = replicator{n}
+	}
+	n.server, err = protocol.NewServer(cfg)
 	if err != nil {
 		return err
 	}
@@ -194,6 +224,12 @@ func (n *Node) Close() error {
 		cancel()
 		n.server = nil
 	}
+	if n.net != nil {
+		if err := n.net.Close(); err != nil {
+			n.log.Error("stop p2p", "err", err)
+		}
+		n.net = nil
+	}
 	if err := n.data.Close(); err != nil {
 		return fmt.Errorf("close chain: %w", err)
 	}
@@ -214,8 +250,14 @@ func (n *Node) Store() *ledger.Store { return n.data.Store }
 func (n *Node) Accounts() *accounts.Store { return n.accounts }
 
 // Put makes a new record of this node (mine, sign) and appends it durably.
+// The network side hears of it at once: it is gossiped with replication
+// count 0.
 func (n *Node) Put(ctx context.Context, kind string, payload cbor.RawMessage, author string) (*ledger.SignedRecord, ledger.Entry, error) {
-	return Put(ctx, n.data, kind, payload, author)
+	rec, e, err := Put(ctx, n.data, kind, payload, author)
+	if err == nil && n.net != nil {
+		n.net.Added(ctx, rec)
+	}
+	return rec, e, err
 }
 
 // Put makes, mines, signs and durably appends a record on an opened data

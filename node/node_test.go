@@ -51,7 +51,7 @@ func payload(t *testing.T, js string) []byte {
 func TestStartInitialisesPutsAndReopens(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "fresh", "data")
 	log, logs := testLogger()
-	n, err := Start(t.Context(), Config{DataDir: dir, Logger: log})
+	n, err := Start(t.Context(), Config{DataDir: dir, Logger: log, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}})
 	if err != nil {
 		t.Fatalf("Start on an empty directory: %v", err)
 	}
@@ -132,7 +132,7 @@ func TestStartInitialisesPutsAndReopens(t *testing.T) {
 	}
 
 	// Reopen: same key, same genesis, both records.
-	n2, err := Start(t.Context(), Config{DataDir: dir, Logger: log})
+	n2, err := Start(t.Context(), Config{DataDir: dir, Logger: log, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}})
 	if err != nil {
 		t.Fatalf("restart: %v", err)
 	}
@@ -159,7 +159,7 @@ func TestStartInitialisesPutsAndReopens(t *testing.T) {
 	}
 
 	// A second node on the same directory is refused while n2 runs.
-	if n3, err := Start(t.Context(), Config{DataDir: dir, Logger: log}); err == nil {
+	if n3, err := Start(t.Context(), Config{DataDir: dir, Logger: log, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}}); err == nil {
 		n3.Close()
 		t.Error("a second node started on a directory in use")
 	} else if !strings.Contains(err.Error(), "in use by a running node") {

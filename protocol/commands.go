@@ -837,6 +837,9 @@ type StatusResult struct {
 	SysBytes      uint64        `cbor:"sys_bytes" json:"sys_bytes"`
 	Goroutines    int           `cbor:"goroutines" json:"goroutines"`
 	Dev           bool          `cbor:"dev" json:"dev"`
+	PeerID        string        `cbor:"peer_id,omitempty" json:"peer_id,omitempty"`
+	P2PAddrs      []string      `cbor:"p2p_addrs,omitempty" json:"p2p_addrs,omitempty"`
+	Peers         int           `cbor:"peers" json:"peers"` // connected peers of this network
 }
 
 func accountsError(err error) error {
@@ -965,12 +968,22 @@ func init() {
 			runtime.ReadMemStats(&ms)
 			b := se.srv.cfg.Backend
 			h := b.Store().Head()
-			return StatusResult{
+			st := StatusResult{
 				Node: b.Identity().ID(), Network: b.Genesis().Network, Version: se.srv.cfg.Version,
 				UptimeSeconds: time.Since(se.srv.started).Seconds(), Height: h.Size, Root: h.Root,
 				Connections: se.srv.Stats(), HeapBytes: ms.HeapAlloc, SysBytes: ms.Sys,
 				Goroutines: runtime.NumGoroutine(), Dev: se.srv.cfg.Dev,
-			}, nil
+			}
+			if r := se.srv.cfg.Replicator; r != nil {
+				ns := r.Network()
+				st.PeerID, st.P2PAddrs = ns.PeerID, ns.Addrs
+				for _, p := range ns.Peers {
+					if p.Ready {
+						st.Peers++
+					}
+				}
+			}
+			return st, nil
 		}})
 }
 

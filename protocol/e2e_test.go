@@ -34,7 +34,7 @@ func startNode(t testing.TB, dev bool) *testNode {
 	if _, _, _, err := node.Init(dir, node.InitOptions{Genesis: g}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.Start(context.Background(), node.Config{DataDir: dir, Listen: "127.0.0.1:0", Dev: dev, Logger: quiet()})
+	n, err := node.Start(context.Background(), node.Config{DataDir: dir, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Dev: dev, Logger: quiet()})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

@@ -128,6 +128,8 @@ type Config struct {
 	Accounts *accounts.Store
 	Files    *files.Store
 	Peers    PeerBook
+	// Replicator is the node's network side; nil when replication is off.
+	Replicator Replicator
 	// Dev runs without the second factor: a login needs no TOTP code.
 	Dev    bool
 	Limits Limits
