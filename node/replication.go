@@ -47,6 +47,7 @@ func (r replicator) Network() protocol.NetworkStatus {
 		SyncBytesIn: st.SyncBytesIn.Load(), SyncBytesOut: st.SyncBytesOut.Load(),
 		Rejected: st.Rejected(),
 	}
+	out.SetSize, out.SetFingerprint = net.SetDigest()
 	for _, p := range net.Peers() {
 		out.Peers = append(out.Peers, protocol.PeerStatus{
 			ID: p.ID, Addrs: p.Addrs, Configured: p.Configured, Connected: p.Connected, Ready: p.Ready,

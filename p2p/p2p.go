@@ -10,6 +10,7 @@ package p2p
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -295,3 +296,14 @@ func (n *Network) Stats() *Stats { return &n.stats }
 func (n *Network) Disconnect(p peer.ID) error { return n.host.Network().ClosePeer(p) }
 
 var errClosed = errors.New("network closed")
+
+// SetDigest summarises the record set: its size and the fingerprint of the
+// whole set (package recon). Two nodes hold the same records exactly when
+// their digests match.
+func (n *Network) SetDigest() (int, string) {
+	n.setMu.Lock()
+	defer n.setMu.Unlock()
+	n.catchUpLocked(n.ctx)
+	fp := n.set.Fingerprint(0, n.set.Len())
+	return n.set.Len(), hex.EncodeToString(fp[:])
+}

@@ -29,6 +29,10 @@ type NetworkStatus struct {
 	PeerID string       `cbor:"peer_id" json:"peer_id"`
 	Addrs  []string     `cbor:"addrs" json:"addrs"`
 	Peers  []PeerStatus `cbor:"peers" json:"peers"`
+	// SetSize and SetFingerprint summarise the record set: two nodes hold
+	// the same records exactly when both match.
+	SetSize        int    `cbor:"set_size" json:"set_size"`
+	SetFingerprint string `cbor:"set_fingerprint" json:"set_fingerprint"`
 	// Counters since start.
 	GossipAccepted uint64            `cbor:"gossip_accepted" json:"gossip_accepted"`
 	GossipIgnored  uint64            `cbor:"gossip_ignored" json:"gossip_ignored"`
