@@ -126,8 +126,8 @@ type File struct {
 
 // Cluster is a running (or described) testnet.
 type Cluster struct {
-	Dir  string
-	File File
+	Dir     string
+	File    File
 	opts    Options
 	mu      sync.Mutex
 	clients map[int]*protocol.Client
