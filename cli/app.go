@@ -111,6 +111,7 @@ func newApp(env Env) *ucli.App {
 			clientCommand(),
 			userCommand(),
 			benchCommand(),
+			testnetCommand(),
 		},
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)

@@ -51,7 +51,7 @@ var (
 
 // e2eTests are the tests that need the binary: TestMain skips the build
 // when -run selects none of them.
-var e2eTests = []string{"TestE2EClient", "TestE2ETOFU", "TestE2ETOTP", "TestE2EShutdown"}
+var e2eTests = []string{"TestE2EClient", "TestE2ETOFU", "TestE2ETOTP", "TestE2EShutdown", "TestE2ETestnet"}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
