@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/pyvnode/pyvnode/ledger/ledgerbench"
+	"github.com/pyvnode/pyvnode/testnet"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -72,6 +73,68 @@ func benchCommand() *ucli.Command {
 					fmt.Fprintf(w, "bare ed25519.Verify           %.0f /s  -> verify reaches %.0f%%\n", rep.Ed25519PerSec, rep.VerifyPercent)
 					fmt.Fprintf(w, "inclusion proof               %.1f µs to produce, %.2f µs to verify\n", rep.ProofProduceUS, rep.ProofVerifyUS)
 					fmt.Fprintf(w, "consistency proof             %.1f µs to produce\n", rep.ConsistencyUS)
+					return nil
+				},
+			},
+			{
+				Name:  "replication",
+				Usage: "propagation latency on a loopback testnet and the sustained replicated write rate",
+				Description: "Starts --nodes node processes (a testnet, mesh), puts --records records one at a time\n" +
+					"on the nodes in turn and times each from the put until every node holds it (from the\n" +
+					"nodes' own receive times). Then starts --write-nodes nodes and puts --writes records\n" +
+					"from --writers concurrent clients per node, timing until every node holds every record.",
+				Flags: []ucli.Flag{
+					&ucli.IntFlag{Name: "nodes", Value: 10, Usage: "nodes of the propagation run"},
+					&ucli.IntFlag{Name: "records", Value: 1000, Usage: "records timed in the propagation run"},
+					&ucli.IntFlag{Name: "write-nodes", Value: 3, Usage: "nodes of the sustained write run"},
+					&ucli.IntFlag{Name: "writes", Value: 30000, Usage: "records of the sustained write run"},
+					&ucli.IntFlag{Name: "writers", Value: 16, Usage: "concurrent clients per node in the sustained run"},
+					&ucli.StringFlag{Name: "dir", Usage: "keep the testnets in this directory instead of a temporary one"},
+					&ucli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+				},
+				Action: func(c *ucli.Context) error {
+					if err := wantArgs(c, 0, 0); err != nil {
+						return err
+					}
+					for _, f := range []string{"nodes", "records", "write-nodes", "writes", "writers"} {
+						if c.Int(f) < 1 {
+							return usagef("--%s must be at least 1", f)
+						}
+					}
+					if c.Int("nodes") > 64 || c.Int("write-nodes") > 64 {
+						return usagef("at most 64 nodes")
+					}
+					out := env(c)
+					var bar *progress
+					phase := ""
+					rep, err := testnet.Bench(c.Context, testnet.BenchConfig{
+						Dir: c.String("dir"), Nodes: c.Int("nodes"), Records: c.Int("records"),
+						WriteNodes: c.Int("write-nodes"), Writes: c.Int("writes"), Writers: c.Int("writers"),
+						Progress: func(p string, done, total int) {
+							if p != phase {
+								if bar != nil {
+									bar.done()
+								}
+								phase = p
+								bar = newProgress(out.Stderr, uint64(total), p)
+							}
+							bar.set(uint64(done))
+						},
+					})
+					if bar != nil {
+						bar.done()
+					}
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return writeJSON(out.Stdout, rep)
+					}
+					w := out.Stdout
+					fmt.Fprintf(w, "propagation, %d nodes, %d records (put until every node holds it)\n", rep.Nodes, rep.Records)
+					fmt.Fprintf(w, "  p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms   (the put alone: p50 %.1f ms)\n", rep.P50ms, rep.P90ms, rep.P99ms, rep.Maxms, rep.PutP50ms)
+					fmt.Fprintf(w, "sustained writes, %d nodes, %d writers each, %d records\n", rep.WriteNodes, rep.Writers, rep.Writes)
+					fmt.Fprintf(w, "  %.0f records/s held by every node (%.1f s; last put answered at %.1f s)\n", rep.WritePerSec, rep.WriteSecs, rep.AcceptSecs)
 					return nil
 				},
 			},

@@ -94,7 +94,7 @@ func (o *Options) validate() error {
 // Pending is a record waiting to be appended.
 type Pending struct {
 	Record      *SignedRecord
-	Replication uint8  // hops from the origin; 0 for records made here
+	Replication uint8  // hand-overs between nodes: 0 for records made here, the sender's count + 1 for a received one (docs/REPLICATION.md)
 	Source      string // where it came from: "local", "import", a peer id...
 }
 

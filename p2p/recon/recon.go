@@ -25,6 +25,11 @@ func (r *Reconciler) params() (int, int) {
 	if t < 1 {
 		t = 16
 	}
+	if t < b-1 {
+		// Fewer ids than parts would leave empty parts, whose bounds
+		// cannot be placed: split no finer than the ids allow.
+		t = b - 1
+	}
 	return b, t
 }
 
