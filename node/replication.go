@@ -41,7 +41,7 @@ func (r replicator) Network() protocol.NetworkStatus {
 	out := protocol.NetworkStatus{
 		PeerID: net.ID().String(), Addrs: net.Addrs(),
 		GossipAccepted: st.GossipAccepted.Load(), GossipIgnored: st.GossipIgnored.Load(),
-		Published: st.Published.Load(), Republished: st.Republished.Load(),
+		Published: st.Published.Load(), Republished: st.Republished.Load(), PublishSkipped: st.PublishSkipped.Load(),
 		SyncSessions: st.SyncSessions.Load(), SyncFailed: st.SyncFailed.Load(), SyncRounds: st.SyncRounds.Load(),
 		SyncRecordsIn: st.SyncRecordsIn.Load(), SyncRecordsOut: st.SyncRecordsOut.Load(),
 		SyncBytesIn: st.SyncBytesIn.Load(), SyncBytesOut: st.SyncBytesOut.Load(),

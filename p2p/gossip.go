@@ -45,11 +45,19 @@ func DecodeGossip(b []byte) (replication uint8, envelope []byte, err error) {
 
 // gossipMessageID names a message by the SHA-256 of its envelope, so the
 // same record is one message whoever publishes it and at whatever count.
+//
+// Only a message of this version is named that way. GossipSub marks an id
+// seen before the validator runs, and holds a rejected id against every
+// peer that delivers it later; were a broken message (another version
+// byte, too short) named by the same hash as a valid one, a peer sending
+// it first would make the node drop the valid record as a duplicate and
+// penalise the honest peers forwarding it. Any other message is named by
+// the hash of all its bytes behind a 0x00 byte, an id of another length.
 func gossipMessageID(m *pb.Message) string {
 	data := m.GetData()
-	if len(data) < 2 {
+	if len(data) < 2 || data[0] != GossipVersion {
 		h := sha256.Sum256(data)
-		return string(h[:])
+		return "\x00" + string(h[:])
 	}
 	h := sha256.Sum256(data[2:])
 	return string(h[:])
@@ -129,7 +137,21 @@ func (n *Network) validateGossip(ctx context.Context, from peer.ID, m *pubsub.Me
 		return pubsub.ValidationAccept // our own publication: stored already
 	}
 	if n.gater.refused(from) != "" {
-		return pubsub.ValidationReject
+		// Ignore, not Reject: the message id says nothing of the sender,
+		// and a rejected id is held against the honest peers that
+		// forward the same record.
+		return pubsub.ValidationIgnore
+	}
+	n.peersMu.Lock()
+	st := n.peers[from]
+	ready := st != nil && st.ready
+	n.peersMu.Unlock()
+	if !ready {
+		// Not through the hello exchange: of no known network, like a
+		// peer reconciliation refuses. What an honest peer sends in the
+		// moment before its hello comes by the reconciliation after it.
+		n.stats.add(&n.stats.GossipIgnored, 1)
+		return pubsub.ValidationIgnore
 	}
 	repl, env, err := DecodeGossip(m.Data)
 	if err != nil {

@@ -143,6 +143,9 @@ func (n *Network) acceptHello(p peer.ID, h Hello, closeAfter time.Duration) bool
 	if err := n.checkHello(h); err != nil {
 		n.log.Warn("refusing peer: "+err.Error(), "peer", p.String())
 		n.gater.ban(p, refuseFor, "another network")
+		n.peersMu.Lock()
+		n.peerLocked(p) // known, so Peers lists it as refused once it is gone
+		n.peersMu.Unlock()
 		time.AfterFunc(closeAfter, func() { n.host.Network().ClosePeer(p) })
 		return false
 	}
@@ -168,12 +171,14 @@ func (n *Network) handleHello(s network.Stream) {
 		s.Reset()
 		return
 	}
-	// Answer first, so the peer learns why it is refused.
+	// Take the peer in before answering: once it has the answer it starts
+	// reconciling, and a session from a peer not yet taken in is refused.
+	// A refused peer still gets the answer, and a moment to read why
+	// before the connection goes.
+	n.acceptHello(p, h, time.Second)
 	if _, err := writeFrame(s, frameHello, EncodeHello(n.hello())); err != nil {
 		s.Reset()
 		return
 	}
 	s.CloseWrite()
-	// A refused peer gets a moment to read why before the connection goes.
-	n.acceptHello(p, h, time.Second)
 }

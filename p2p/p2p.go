@@ -115,6 +115,8 @@ type Network struct {
 	dialMu sync.Mutex
 	dials  map[peer.ID]*dialTarget
 
+	outbox chan *ledger.SignedRecord
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -171,6 +173,7 @@ func Start(ctx context.Context, chain Chain, cfg Config) (*Network, error) {
 		peers:     map[peer.ID]*peerState{},
 		gater:     newGater(),
 		dials:     map[peer.ID]*dialTarget{},
+		outbox:    make(chan *ledger.SignedRecord, publishQueue),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// Only what is configured: TCP, Noise, yamux; no relay, no NAT port
@@ -203,8 +206,9 @@ func Start(ctx context.Context, chain Chain, cfg Config) (*Network, error) {
 		n.cancel()
 		return nil, err
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.dialLoop()
+	go n.publisher()
 	n.log.Info("p2p listening", "peer_id", n.host.ID().String(), "addrs", fmt.Sprint(n.Addrs()))
 	return n, nil
 }
@@ -239,10 +243,33 @@ func (n *Network) catchUpLocked(ctx context.Context) error {
 // Added tells the network side about a record appended by the node itself
 // (a client's put): it joins the reconciliation set and is gossiped with
 // replication count 0.
+//
+// Publishing happens on a goroutine of its own, so a client's put does not
+// wait for GossipSub. When more than publishQueue records wait, the rest
+// are left to reconciliation, which carries them on the next sync.
 func (n *Network) Added(ctx context.Context, rec *ledger.SignedRecord) {
 	n.insert(rec)
-	if err := n.publish(ctx, rec, 0); err != nil {
-		n.rlog.Warn("publish", "id", rec.ID.String(), "err", err)
+	select {
+	case n.outbox <- rec:
+	default:
+		n.stats.PublishSkipped.Add(1)
+	}
+}
+
+// publishQueue bounds the records waiting to be gossiped.
+const publishQueue = 4096
+
+func (n *Network) publisher() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case rec := <-n.outbox:
+			if err := n.publish(n.ctx, rec, 0); err != nil && n.ctx.Err() == nil {
+				n.rlog.Warn("publish", "id", rec.ID.String(), "err", err)
+			}
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ type Stats struct {
 	GossipAccepted atomic.Uint64
 	GossipIgnored  atomic.Uint64
 	Published      atomic.Uint64
+	PublishSkipped atomic.Uint64 // local records left to reconciliation (queue full)
 	Republished    atomic.Uint64
 	SyncSessions   atomic.Uint64
 	SyncFailed     atomic.Uint64

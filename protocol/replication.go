@@ -38,6 +38,7 @@ type NetworkStatus struct {
 	GossipIgnored  uint64            `cbor:"gossip_ignored" json:"gossip_ignored"`
 	Published      uint64            `cbor:"published" json:"published"`
 	Republished    uint64            `cbor:"republished" json:"republished"`
+	PublishSkipped uint64            `cbor:"publish_skipped" json:"publish_skipped"` // left to reconciliation: queue full
 	SyncSessions   uint64            `cbor:"sync_sessions" json:"sync_sessions"`
 	SyncFailed     uint64            `cbor:"sync_failed" json:"sync_failed"`
 	SyncRounds     uint64            `cbor:"sync_rounds" json:"sync_rounds"`
