@@ -334,7 +334,8 @@ func newAdvAttacker(t *testing.T, network string) *advAttacker {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); h.Close() })
 	// Large enough to send what the honest nodes will not take.
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMaxMessageSize(1<<20))
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithMaxMessageSize(1<<20),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,9 +96,16 @@ func (n *Network) startGossip() error {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageIdFn(gossipMessageID),
+		// A record carries its origin's signature, checked by the
+		// validator; a pubsub signature on top would cost a sign per
+		// publication and a verify per hop for nothing.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithMaxMessageSize(maxGossip+1024),
 		pubsub.WithPeerScore(score, thresholds),
-		pubsub.WithValidateQueueSize(1024),
+		// Bursts of puts: the default queues (32 messages per peer) drop
+		// records that reconciliation then has to carry.
+		pubsub.WithValidateQueueSize(4096),
+		pubsub.WithPeerOutboundQueueSize(4096),
 	)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
