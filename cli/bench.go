@@ -135,6 +135,7 @@ func benchCommand() *ucli.Command {
 					fmt.Fprintf(w, "  p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms   (the put alone: p50 %.1f ms)\n", rep.P50ms, rep.P90ms, rep.P99ms, rep.Maxms, rep.PutP50ms)
 					fmt.Fprintf(w, "sustained writes, %d nodes, %d writers each, %d records\n", rep.WriteNodes, rep.Writers, rep.Writes)
 					fmt.Fprintf(w, "  %.0f records/s held by every node (%.1f s; last put answered at %.1f s)\n", rep.WritePerSec, rep.WriteSecs, rep.AcceptSecs)
+					fmt.Fprintf(w, "  received by gossip %d, by reconciliation %d; publications left to reconciliation %d\n", rep.ByGossip, rep.BySync, rep.PublishSkipped)
 					return nil
 				},
 			},

@@ -111,7 +111,7 @@ func (n *Network) startGossip() error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	if err := n.ps.RegisterTopicValidator(topic, n.validateGossip,
-		pubsub.WithValidatorTimeout(30*time.Second), pubsub.WithValidatorConcurrency(256)); err != nil {
+		pubsub.WithValidatorTimeout(30*time.Second), pubsub.WithValidatorConcurrency(4096)); err != nil {
 		return fmt.Errorf("gossip validator: %w", err)
 	}
 	if n.topic, err = n.ps.Join(topic); err != nil {

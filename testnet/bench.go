@@ -51,6 +51,10 @@ type BenchReport struct {
 	WriteSecs   float64 `json:"write_seconds"`    // until every node held every record
 	WritePerSec float64 `json:"replicated_per_s"` // records/s replicated to every node
 	AcceptSecs  float64 `json:"accept_seconds"`   // until the last put was answered
+	// How the records travelled in the sustained run, summed over nodes.
+	ByGossip       uint64 `json:"by_gossip"`
+	BySync         uint64 `json:"by_sync"`
+	PublishSkipped uint64 `json:"publish_skipped"`
 }
 
 func (c *BenchConfig) setDefaults() {
@@ -228,6 +232,12 @@ func benchSustained(ctx context.Context, cfg BenchConfig, dir string, rep *Bench
 		return err
 	}
 	el := time.Since(start)
+	for i := range c.File.Nodes {
+		st := c.Status(ctx, i)
+		rep.ByGossip += st.Network.GossipAccepted
+		rep.BySync += st.Network.SyncRecordsIn
+		rep.PublishSkipped += st.Network.PublishSkipped
+	}
 	rep.WriteSecs = el.Seconds()
 	rep.WritePerSec = float64(cfg.Writes) / el.Seconds()
 	return nil
