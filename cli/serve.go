@@ -18,7 +18,8 @@ func serveCommand() *ucli.Command {
 		Description: "With no flags, serve keeps its state in ./pyvnode-data, creating it on first start\n" +
 			"(identity key, genesis of a one-node network, an admin account whose one-time password\n" +
 			"is printed once and kept in DATA/admin-password), and serves the encrypted client\n" +
-			"protocol on 127.0.0.1:6666. SIGINT or SIGTERM stop it cleanly.",
+			"protocol on 127.0.0.1:6666 and libp2p replication on /ip4/127.0.0.1/tcp/6667, dialling\n" +
+			"the --peer addresses and those in DATA/peers.json. SIGINT or SIGTERM stop it cleanly.",
 		Flags: []ucli.Flag{
 			dataFlag(),
 			&ucli.StringFlag{Name: "listen", Value: node.DefaultListen, Usage: "client protocol address (\"-\" for none)", EnvVars: []string{"PYVNODE_LISTEN"}},
