@@ -154,6 +154,17 @@ func (n *Network) handleSync(s network.Stream) {
 	}
 	res.Duration = time.Since(start)
 	n.logSync(p, res, err, false)
+	if err == nil && res.more {
+		// The difference was larger than one session carries: take up
+		// the rest from this side now rather than at the next round.
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if _, err := n.SyncWith(n.ctx, p); err != nil && n.ctx.Err() == nil && !errors.Is(err, errBusy) {
+				n.rlog.Info("follow-up sync failed", "peer", p.String(), "err", err)
+			}
+		}()
+	}
 }
 
 type countingReader struct {
