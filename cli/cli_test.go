@@ -1041,6 +1041,8 @@ func TestServe(t *testing.T) {
 
 	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "--memory-limit", "1MiB"}, "--memory-limit")
 	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "extra"}, "takes 0 argument")
+	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "--peer", "/ip4/127.0.0.1/tcp/1"}, "--peer")
+	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "--sync-interval", "10ms"}, "--sync-interval")
 }
 
 func TestLogFormats(t *testing.T) {

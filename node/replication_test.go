@@ -160,3 +160,39 @@ func TestMeshReconciles(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerAddedAtRunTimeIsDialled: a peer added to the peer book (what
+// 'peer add' does) is dialled within seconds and survives a restart.
+func TestPeerAddedAtRunTimeIsDialled(t *testing.T) {
+	nodes := startMesh(t, 1, time.Hour)
+	g := nodes[0].Genesis()
+	dir := filepath.Join(t.TempDir(), "late")
+	if _, _, _, err := Init(dir, InitOptions{Genesis: g}); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := testLogger()
+	late, err := Start(t.Context(), Config{DataDir: dir, Logger: log, Listen: "-", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	if err := late.peers.Add(nodes[0].Network().Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the added peer to be dialled", func() bool {
+		for _, p := range late.Network().Peers() {
+			if p.Ready && p.Configured {
+				return true
+			}
+		}
+		return false
+	})
+	if _, _, err := late.Put(t.Context(), "note.text", []byte{0xa0}, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the record to reach the peer", func() bool { return nodes[0].Store().Count() == 1 })
+	reopened, err := OpenPeers(PeersPath(dir))
+	if err != nil || len(reopened.List()) != 1 {
+		t.Fatalf("peers.json after add: %v %v", reopened, err)
+	}
+}
