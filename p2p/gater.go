@@ -36,7 +36,13 @@ func newGater() *gater {
 
 func (g *gater) ban(p peer.ID, d time.Duration, reason string) {
 	g.mu.Lock()
-	g.banned[p] = ban{until: time.Now().Add(d), reason: reason}
+	now := time.Now()
+	for q, b := range g.banned {
+		if now.After(b.until) {
+			delete(g.banned, q) // expired: kept no longer than needed
+		}
+	}
+	g.banned[p] = ban{until: now.Add(d), reason: reason}
 	g.mu.Unlock()
 }
 

@@ -105,7 +105,7 @@ func (n *Network) startGossip() error {
 		// Bursts of puts: the default queues (32 messages per peer) drop
 		// records that reconciliation then has to carry.
 		pubsub.WithValidateQueueSize(4096),
-		pubsub.WithPeerOutboundQueueSize(4096),
+		pubsub.WithPeerOutboundQueueSize(1024),
 	)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)

@@ -97,7 +97,7 @@ func hexShort(b []byte) string {
 func (n *Network) sayHello(p peer.ID) {
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
-	s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "hello"), p, HelloProtocol)
+	s, err := n.host.NewStream(network.WithNoDial(network.WithAllowLimitedConn(ctx, "hello"), "hello"), p, HelloProtocol)
 	if err != nil {
 		n.log.Debug("hello: open stream", "peer", p.String(), "err", err)
 		return
@@ -117,7 +117,9 @@ func (n *Network) sayHello(p peer.ID) {
 	if !n.acceptHello(p, h, 0) {
 		return
 	}
-	n.wg.Add(1)
+	if !n.track() {
+		return
+	}
 	go func() {
 		defer n.wg.Done()
 		if _, err := n.SyncWith(n.ctx, p); err != nil && n.ctx.Err() == nil {

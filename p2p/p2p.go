@@ -117,6 +117,10 @@ type Network struct {
 
 	outbox chan *ledger.SignedRecord
 
+	lifeMu  sync.Mutex
+	closing bool
+	inbound int // sync sessions peers run with us (under peersMu)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -302,8 +306,22 @@ func (n *Network) Connected() []peer.ID {
 	return out
 }
 
+// track counts a goroutine Close must wait for, unless Close has begun.
+func (n *Network) track() bool {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.closing {
+		return false
+	}
+	n.wg.Add(1)
+	return true
+}
+
 // Close stops everything.
 func (n *Network) Close() error {
+	n.lifeMu.Lock()
+	n.closing = true
+	n.lifeMu.Unlock()
 	n.cancel()
 	if n.sub != nil {
 		n.sub.Cancel()

@@ -147,7 +147,9 @@ func (nf *notifiee) Connected(_ network.Network, c network.Conn) {
 	if c.Stat().Direction != network.DirOutbound {
 		return
 	}
-	n.wg.Add(1)
+	if !n.track() {
+		return
+	}
 	go func() {
 		defer n.wg.Done()
 		n.sayHello(p)
@@ -206,7 +208,7 @@ func (n *Network) targets() map[peer.ID]peer.AddrInfo {
 // (RedialInterval up to a minute) after each failed dial.
 func (n *Network) dialLoop() {
 	defer n.wg.Done()
-	tick := time.NewTicker(n.cfg.RedialInterval / 2)
+	tick := time.NewTicker(max(n.cfg.RedialInterval/2, 10*time.Millisecond))
 	defer tick.Stop()
 	syncTick := time.NewTicker(n.cfg.SyncInterval)
 	defer syncTick.Stop()
@@ -242,8 +244,10 @@ func (n *Network) dialRound() {
 		if t.dialing || now.Before(t.next) || n.host.Network().Connectedness(p) == network.Connected || n.gater.refused(p) != "" {
 			continue
 		}
+		if !n.track() {
+			return
+		}
 		t.dialing = true
-		n.wg.Add(1)
 		go n.dial(p, info)
 	}
 }
@@ -287,7 +291,9 @@ func (n *Network) syncRound() {
 	}
 	n.peersMu.Unlock()
 	for _, p := range ready {
-		n.wg.Add(1)
+		if !n.track() {
+			return
+		}
 		go func() {
 			defer n.wg.Done()
 			if _, err := n.SyncWith(n.ctx, p); err != nil && n.ctx.Err() == nil && err != errBusy {

@@ -22,6 +22,7 @@ const (
 	maxRounds         = 256
 	sessionTimeout    = 2 * time.Minute
 	maxInboundPerPeer = 2
+	maxInbound        = 32 // sessions peers run with us, all peers together
 	appendBatch       = 256
 	maxSessionsInARow = 64
 )
@@ -118,7 +119,8 @@ func (n *Network) logSync(p peer.ID, r *SyncResult, err error, initiator bool) {
 
 func (n *Network) syncSession(ctx context.Context, p peer.ID) (*SyncResult, error) {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	s, err := n.host.NewStream(sctx, p, n.syncProto)
+	// Never dial here: only the dial loop dials, and only configured peers.
+	s, err := n.host.NewStream(network.WithNoDial(sctx, "sync"), p, n.syncProto)
 	cancel()
 	if err != nil {
 		n.stats.SyncFailed.Add(1)
@@ -129,21 +131,29 @@ func (n *Network) syncSession(ctx context.Context, p peer.ID) (*SyncResult, erro
 
 // handleSync serves a session a peer started.
 func (n *Network) handleSync(s network.Stream) {
+	if !n.track() {
+		s.Reset()
+		return
+	}
+	defer n.wg.Done()
 	p := s.Conn().RemotePeer()
 	n.peersMu.Lock()
 	st := n.peers[p]
-	if st == nil || !st.ready || st.inbound >= maxInboundPerPeer {
+	ready := st != nil && st.ready
+	if !ready || st.inbound >= maxInboundPerPeer || n.inbound >= maxInbound {
 		n.peersMu.Unlock()
-		n.rlog.Debug("sync refused", "peer", p.String(), "ready", st != nil && st.ready)
+		n.rlog.Debug("sync refused", "peer", p.String(), "ready", ready)
 		s.Reset()
 		return
 	}
 	st.inbound++
+	n.inbound++
 	n.peersMu.Unlock()
 	start := time.Now()
 	res, err := n.runSync(n.ctx, s, p, false)
 	n.peersMu.Lock()
 	st.inbound--
+	n.inbound--
 	if res != nil {
 		st.in += uint64(res.Received)
 		st.out += uint64(res.Sent)
@@ -154,10 +164,9 @@ func (n *Network) handleSync(s network.Stream) {
 	}
 	res.Duration = time.Since(start)
 	n.logSync(p, res, err, false)
-	if err == nil && res.more {
+	if err == nil && res.more && n.track() {
 		// The difference was larger than one session carries: take up
 		// the rest from this side now rather than at the next round.
-		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			if _, err := n.SyncWith(n.ctx, p); err != nil && n.ctx.Err() == nil && !errors.Is(err, errBusy) {

@@ -461,18 +461,33 @@ func (c *Cluster) Kill(i int) error { return c.signal(i, syscall.SIGKILL, 10*tim
 func (c *Cluster) signal(i int, sig syscall.Signal, wait time.Duration) error {
 	c.dropClient(i)
 	nd := c.File.Nodes[i]
+	if nd.done != nil {
+		select {
+		case <-nd.done: // exited and reaped: its pid may be another's now
+			nd.PID = 0
+			return nil
+		default:
+		}
+	}
 	if nd.PID == 0 || !c.ours(nd) {
 		nd.PID = 0
 		return nil
 	}
-	syscall.Kill(nd.PID, sig)
+	send := func(s syscall.Signal) {
+		if nd.proc != nil {
+			nd.proc.Process.Signal(s) // by pidfd where the system has them
+		} else {
+			syscall.Kill(nd.PID, s)
+		}
+	}
+	send(sig)
 	deadline := time.Now().Add(wait)
 	for c.alive(nd) {
 		if time.Now().After(deadline) {
 			if sig == syscall.SIGKILL {
 				return fmt.Errorf("%s (pid %d) does not die", nd.Name, nd.PID)
 			}
-			syscall.Kill(nd.PID, syscall.SIGKILL)
+			send(syscall.SIGKILL)
 			sig, deadline = syscall.SIGKILL, time.Now().Add(10*time.Second)
 		}
 		time.Sleep(20 * time.Millisecond)
