@@ -506,7 +506,24 @@ func (c *Cluster) alive(nd *Node) bool {
 			return true
 		}
 	}
-	return syscall.Kill(nd.PID, 0) == nil && c.ours(nd)
+	// Not our child: it was checked to be the node's before it was
+	// signalled. While it exits its command line reads empty, so only ask
+	// whether the pid still runs (a zombie has finished).
+	return syscall.Kill(nd.PID, 0) == nil && !zombie(nd.PID)
+}
+
+// zombie says whether a process has exited and waits to be reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	st := b[i+2]
+	return st == 'Z' || st == 'X'
 }
 
 // ours checks, where the system tells, that a pid is still the node's
