@@ -112,6 +112,12 @@ func newApp(env Env) *ucli.App {
 			userCommand(),
 			benchCommand(),
 			testnetCommand(),
+			voteCommand(),
+			tallyCommand(),
+			charityCommand(),
+			resourceCommand(),
+			uidCommand(),
+			verifyReceiptCommand(),
 		},
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
+	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/node"
 	ucli "github.com/urfave/cli/v2"
@@ -256,7 +259,14 @@ func chainPutCommand() *ucli.Command {
 			return nil
 		}, func(c *ucli.Context, d *node.Data) error {
 			payload, _ := ledger.PayloadFromJSON([]byte(c.Args().Get(1)))
-			rec, e, err := node.Put(c.Context, d, c.Args().Get(0), payload, c.String("author"))
+			kind := c.Args().Get(0)
+			if apps.RequiredRole(kind) == apps.RoleAuthority && !d.Genesis.ListsOriginator(kind, d.Identity.ID()) {
+				return fmt.Errorf("%s needs an authority: on a stopped node that is a node the genesis lists among the originators of %s (or submit it to a running node as a user with the authority role)", kind, kind)
+			}
+			eng := apps.NewEngine(d.Genesis.Network, d.Store, func(ctx context.Context, kind string, payload cbor.RawMessage, author string, created time.Time) (*ledger.SignedRecord, ledger.Entry, error) {
+				return node.PutAt(ctx, d, kind, payload, author, created)
+			})
+			rec, e, err := eng.Submit(c.Context, kind, payload, c.String("author"))
 			if err != nil {
 				return err
 			}

@@ -400,17 +400,17 @@ func TestKeygenThenInitKey(t *testing.T) {
 }
 
 func TestOriginatorRule(t *testing.T) {
-	// Only the key made by keygen may originate vote.*.
+	// Only the key made by keygen may originate poll.*.
 	keyFile := filepath.Join(t.TempDir(), "admin.key")
 	keyID := field(t, mustRun(t, "keygen", "--out", keyFile).stdout, "node id")
 	admin := filepath.Join(t.TempDir(), "admin")
 	mustRun(t, "init", "--data", admin, "--network", "votes", "--pow-bits", "0",
-		"--originator", "vote.*="+keyID, "--key", keyFile)
-	put(t, admin, "vote.cast", `{"choice":"a"}`)
+		"--originator", "poll.*="+keyID, "--key", keyFile)
+	put(t, admin, "poll.cast", `{"choice":"a"}`)
 
 	voter := filepath.Join(t.TempDir(), "voter")
 	mustRun(t, "init", "--data", voter, "--genesis", node.GenesisPath(admin))
-	wantExit(t, ExitError, []string{"chain", "put", "--data", voter, "vote.cast", `{"choice":"b"}`}, "originate")
+	wantExit(t, ExitError, []string{"chain", "put", "--data", voter, "poll.cast", `{"choice":"b"}`}, "originate")
 	put(t, voter, "note.text", `{"text":"anyone may"}`) // kinds no rule names are open
 	if n := headSize(t, voter); n != 1 {
 		t.Errorf("voter chain has %d records, want 1", n)
@@ -435,7 +435,7 @@ func TestChainPut(t *testing.T) {
 	}
 
 	p1 := put(t, dir, "note.text", `{"n":1}`)
-	p2 := put(t, dir, "vote.cast", `{"choice":"b"}`)
+	p2 := put(t, dir, "poll.cast", `{"choice":"b"}`)
 	if p1.Height != 1 || p2.Height != 2 || p1.ID == p2.ID || p1.Link == p2.Link {
 		t.Errorf("put --json results %+v %+v", p1, p2)
 	}

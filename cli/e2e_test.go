@@ -519,7 +519,7 @@ func TestE2EClient(t *testing.T) {
 	// Records.
 	id0, h0 := parseAppended(t, mustOK(t, c.run(admin, "client", "--user", "admin", "put", "note.text", `{"text":"hello","n":[1,2]}`)))
 	id1, h1 := parseAppended(t, mustOK(t, c.run(admin, "client", "--user", "admin", "put", "note.text", `{"text":"second"}`)))
-	id2, h2 := parseAppended(t, mustOK(t, c.run(admin, "client", "--user", "admin", "put", "vote.cast", `{"choice":"b"}`)))
+	id2, h2 := parseAppended(t, mustOK(t, c.run(admin, "client", "--user", "admin", "put", "poll.cast", `{"choice":"b"}`)))
 	if h0 != 0 || h1 != 1 || h2 != 2 {
 		t.Fatalf("heights %d %d %d, want 0 1 2", h0, h1, h2)
 	}
@@ -544,7 +544,7 @@ func TestE2EClient(t *testing.T) {
 
 	r = mustOK(t, c.run(nil, "client", "list"), "(3 of 3 records; next page from 3)")
 	for _, w := range []string{"0        " + id0[:16] + "  note.text          admin      {\"n\":[1,2],\"text\":\"hello\"}",
-		"2        " + id2[:16] + "  vote.cast          admin      {\"choice\":\"b\"}"} {
+		"2        " + id2[:16] + "  poll.cast          admin      {\"choice\":\"b\"}"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Fatalf("list lacks %q:\n%s", w, r)
 		}

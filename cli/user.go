@@ -114,7 +114,7 @@ func userCommands(open func(c *ucli.Context) (userOps, bool, func(), error)) []*
 	return []*ucli.Command{
 		{Name: "add", Usage: "add a user; with no password a one-time one is made and shown", ArgsUsage: "NAME",
 			Flags: []ucli.Flag{
-				&ucli.StringFlag{Name: "role", Value: "writer", Usage: "reader, writer or admin"},
+				&ucli.StringFlag{Name: "role", Value: "writer", Usage: "reader, writer, authority or admin"},
 				&ucli.StringFlag{Name: "new-password-file", Usage: "set this password (first line) instead of a one-time one"},
 			},
 			Action: act(1, 1, func(c *ucli.Context, ops userOps, jsonOut bool) error {

@@ -85,6 +85,13 @@ func (g *Genesis) AllowedToOriginate(kind string, node NodeID) bool {
 	return !ok || slices.Contains(ids, node)
 }
 
+// ListsOriginator reports whether an originators entry matching kind names
+// node explicitly (an open kind lists nobody).
+func (g *Genesis) ListsOriginator(kind string, node NodeID) bool {
+	ids, ok := g.originatorsFor(kind)
+	return ok && slices.Contains(ids, node)
+}
+
 // originatorsFor finds the most specific entry: the exact kind, then the
 // longest matching "prefix.*".
 func (g *Genesis) originatorsFor(kind string) ([]NodeID, bool) {

@@ -14,6 +14,9 @@ type Validator struct {
 	MaxFutureSkew time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Extra, when set, runs last on a record that passed every other check:
+	// the applications' payload schemas (apps.CheckRecord).
+	Extra func(*SignedRecord) error
 }
 
 // Decode decodes an envelope and runs every check on it.
@@ -47,5 +50,13 @@ func (v *Validator) Check(s *SignedRecord) error {
 				time.Unix(0, s.Created).UTC().Format(time.RFC3339Nano), v.MaxFutureSkew)
 		}
 	}
-	return s.VerifySignature(v.Genesis.Network)
+	if err := s.VerifySignature(v.Genesis.Network); err != nil {
+		return err
+	}
+	if v.Extra != nil {
+		if err := v.Extra(s); err != nil {
+			return checkErr(ErrPayload, "%v", err)
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/mdp/qrterminal/v3"
+	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/p2p"
 	"github.com/pyvnode/pyvnode/protocol"
@@ -88,6 +89,7 @@ type Node struct {
 	net      *p2p.Network
 	ln       net.Listener
 	served   chan error
+	apps     *apps.Engine
 	started  time.Time
 }
 
@@ -120,6 +122,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, data: data, started: time.Now()}
+	n.apps = apps.NewEngine(data.Genesis.Network, data.Store, n.putAt)
 	if n.peers, err = OpenPeers(PeersPath(cfg.DataDir)); err != nil {
 		data.Close()
 		return nil, err
@@ -165,7 +168,7 @@ func (n *Node) startProtocol() error {
 		return err
 	}
 	cfg := protocol.Config{
-		Backend: n, Accounts: n.accounts, Files: n.files, Peers: n.peers,
+		Backend: n, Accounts: n.accounts, Files: n.files, Peers: n.peers, Apps: n.apps,
 		Dev: n.cfg.Dev, Limits: n.cfg.Limits, Logger: n.cfg.Logger, Version: n.cfg.Version,
 	}
 	if n.net != nil {
@@ -253,17 +256,30 @@ func (n *Node) Accounts() *accounts.Store { return n.accounts }
 // The network side hears of it at once: it is gossiped with replication
 // count 0.
 func (n *Node) Put(ctx context.Context, kind string, payload cbor.RawMessage, author string) (*ledger.SignedRecord, ledger.Entry, error) {
-	rec, e, err := Put(ctx, n.data, kind, payload, author)
+	return n.putAt(ctx, kind, payload, author, time.Now())
+}
+
+func (n *Node) putAt(ctx context.Context, kind string, payload cbor.RawMessage, author string, created time.Time) (*ledger.SignedRecord, ledger.Entry, error) {
+	rec, e, err := PutAt(ctx, n.data, kind, payload, author, created)
 	if err == nil && n.net != nil {
 		n.net.Added(ctx, rec)
 	}
 	return rec, e, err
 }
 
+// Apps is the node's application engine: it checks application records
+// against the rules and computes tallies and reports.
+func (n *Node) Apps() *apps.Engine { return n.apps }
+
 // Put makes, mines, signs and durably appends a record on an opened data
 // directory.
 func Put(ctx context.Context, d *Data, kind string, payload cbor.RawMessage, author string) (*ledger.SignedRecord, ledger.Entry, error) {
-	rec, err := ledger.NewSignedRecord(ctx, d.Identity, d.Genesis, kind, payload, author, time.Now())
+	return PutAt(ctx, d, kind, payload, author, time.Now())
+}
+
+// PutAt is Put with the creation time given.
+func PutAt(ctx context.Context, d *Data, kind string, payload cbor.RawMessage, author string, created time.Time) (*ledger.SignedRecord, ledger.Entry, error) {
+	rec, err := ledger.NewSignedRecord(ctx, d.Identity, d.Genesis, kind, payload, author, created)
 	if err != nil {
 		return nil, ledger.Entry{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/p2p"
 	"github.com/pyvnode/pyvnode/protocol"
 )
@@ -20,7 +21,7 @@ func (n *Node) startP2P(ctx context.Context) error {
 	net, err := p2p.Start(ctx, n, p2p.Config{
 		Listen: n.cfg.P2PListen, Peers: n.cfg.Peers, PeerSource: n.peers.List,
 		SyncInterval: n.cfg.SyncInterval, Logger: n.cfg.Logger, Replication: n.cfg.Replication,
-		Version: n.cfg.Version,
+		Version: n.cfg.Version, RecordCheck: apps.CheckRecord,
 	})
 	if err != nil {
 		return err

@@ -61,6 +61,10 @@ type Config struct {
 	// Stored, when set, is called for every record a peer handed over
 	// (by gossip or reconciliation) once it is durably in the chain.
 	Stored func(*ledger.SignedRecord, ledger.Entry)
+	// RecordCheck, when set, is asked of every record from a peer after
+	// the ledger's checks (the applications' payload schemas); a record it
+	// refuses counts as invalid.
+	RecordCheck func(*ledger.SignedRecord) error
 }
 
 func (c *Config) setDefaults() {
@@ -172,7 +176,7 @@ func Start(ctx context.Context, chain Chain, cfg Config) (*Network, error) {
 		cfg: cfg, chain: chain,
 		log:       cfg.Logger.With("component", "p2p"),
 		rlog:      cfg.Replication.With("component", "replication"),
-		validator: &ledger.Validator{Genesis: chain.Genesis(), MaxFutureSkew: cfg.MaxFutureSkew},
+		validator: &ledger.Validator{Genesis: chain.Genesis(), MaxFutureSkew: cfg.MaxFutureSkew, Extra: cfg.RecordCheck},
 		syncProto: SyncProtocol(chain.Genesis().Network),
 		peers:     map[peer.ID]*peerState{},
 		gater:     newGater(),

@@ -424,9 +424,9 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			rec, e, err := se.srv.cfg.Backend.Put(ctx, a.Kind, a.Payload, u.Name)
+			rec, e, err := submit(ctx, se, u, a.Kind, a.Payload)
 			if err != nil {
-				return nil, ledgerError(err)
+				return nil, err
 			}
 			return PutResult{ID: rec.ID, Height: e.Height, Link: e.Link}, nil
 		}})

@@ -61,6 +61,7 @@ var (
 	ErrNotFound       = &Error{Code: "not_found"}
 	ErrExists         = &Error{Code: "exists"}
 	ErrInvalidRecord  = &Error{Code: "invalid_record"}
+	ErrRefused        = &Error{Code: "refused"} // an application rule; Check names it
 	ErrTooLarge       = &Error{Code: "too_large"}
 	ErrQuota          = &Error{Code: "quota_exceeded"}
 	ErrConflict       = &Error{Code: "conflict"}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 	"github.com/pyvnode/pyvnode/protocol/files"
@@ -130,6 +131,9 @@ type Config struct {
 	Peers    PeerBook
 	// Replicator is the node's network side; nil when replication is off.
 	Replicator Replicator
+	// Apps checks and appends application records and computes their
+	// views; nil refuses application kinds.
+	Apps *apps.Engine
 	// Dev runs without the second factor: a login needs no TOTP code.
 	Dev    bool
 	Limits Limits

@@ -28,21 +28,25 @@ import (
 
 // Role orders what a user may do: a reader reads what needs a login, a
 // writer also appends records and stores files, an admin also administers
-// the node.
+// the node. An authority (the electoral authority of the vote application)
+// may do what a writer does and also make ballots, register voters and
+// withdraw registrations; nobody else may, not even an admin, so running a
+// node and running an election stay separate duties.
 type Role string
 
 // Roles, weakest first.
 const (
-	Reader Role = "reader"
-	Writer Role = "writer"
-	Admin  Role = "admin"
+	Reader    Role = "reader"
+	Writer    Role = "writer"
+	Authority Role = "authority"
+	Admin     Role = "admin"
 )
 
 func (r Role) rank() int {
 	switch r {
 	case Reader:
 		return 1
-	case Writer:
+	case Writer, Authority:
 		return 2
 	case Admin:
 		return 3
@@ -51,13 +55,18 @@ func (r Role) rank() int {
 }
 
 // Allows reports whether a user of role r may do what needs role need.
-func (r Role) Allows(need Role) bool { return r.rank() >= need.rank() }
+func (r Role) Allows(need Role) bool {
+	if need == Authority {
+		return r == Authority
+	}
+	return r.rank() >= need.rank()
+}
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	r := Role(s)
 	if r.rank() == 0 {
-		return "", fmt.Errorf("%w: role %q (use reader, writer or admin)", ErrInvalid, s)
+		return "", fmt.Errorf("%w: role %q (use reader, writer, authority or admin)", ErrInvalid, s)
 	}
 	return r, nil
 }

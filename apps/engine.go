@@ -1,0 +1,159 @@
+package apps
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/pyvnode/pyvnode/ledger"
+)
+
+// PutFunc makes, signs and durably appends a record created at the given
+// time (the node's put).
+type PutFunc func(ctx context.Context, kind string, payload cbor.RawMessage, author string, created time.Time) (*ledger.SignedRecord, ledger.Entry, error)
+
+// Engine checks submissions against the rules and appends them. It keeps
+// an Index of the chain up to date.
+type Engine struct {
+	idx   *Index
+	store *ledger.Store
+	put   PutFunc
+	now   func() time.Time
+
+	// Submissions touching the same voter, fund or the resource accounts
+	// are checked and appended one at a time, so two concurrent ones
+	// cannot both pass a check that only one of them may pass.
+	locks [64]sync.Mutex
+}
+
+// NewEngine makes an engine on a chain.
+func NewEngine(network string, st *ledger.Store, put PutFunc) *Engine {
+	return &Engine{idx: NewIndex(network), store: st, put: put, now: time.Now}
+}
+
+// Index returns the engine's index, caught up with the chain.
+func (e *Engine) Index(ctx context.Context) (*Index, error) {
+	if err := e.idx.CatchUp(ctx, e.store); err != nil {
+		return nil, err
+	}
+	return e.idx, nil
+}
+
+func (e *Engine) lock(key string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	m := &e.locks[h.Sum32()%uint32(len(e.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// candidateID stands in for the id of a record not yet signed: it sorts
+// after every real record created at the same instant.
+var candidateID = func() ledger.ID {
+	var id ledger.ID
+	for i := range id {
+		id[i] = 0xff
+	}
+	return id
+}()
+
+// Prepare fills in what the node allocates (a registration's electronic
+// id) and checks the payload's schema. It refuses reserved kinds this node
+// does not make from client requests.
+func Prepare(kind string, payload cbor.RawMessage) (cbor.RawMessage, error) {
+	if !Reserved(kind) {
+		return payload, nil
+	}
+	if !Known(kind) {
+		if strings.HasPrefix(kind, "file.") {
+			return nil, fmt.Errorf("%w: %s records are made by the node's file commands", ErrInvalid, kind)
+		}
+		return nil, CheckPayload(kind, payload)
+	}
+	if kind == KindRegister {
+		m, err := ledger.DecodePayload(payload)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if _, ok := m["eid"]; ok {
+			return nil, &RefusedError{Violation{Kind: kind, Rule: RuleEIDAllocated, Detail: "the node allocates the electronic id; leave out \"eid\""}}
+		}
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		m["eid"] = hex.EncodeToString(b[:])
+		if payload, err = ledger.EncodePayload(m); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	if err := CheckPayload(kind, payload); err != nil {
+		return nil, err
+	}
+	return payload, nil
+}
+
+// Submit checks a record against the rules and, when it passes, appends
+// it. Generic kinds are appended as they are. The caller has checked that
+// the author may submit the kind (RequiredRole).
+func (e *Engine) Submit(ctx context.Context, kind string, payload cbor.RawMessage, author string) (*ledger.SignedRecord, ledger.Entry, error) {
+	payload, err := Prepare(kind, payload)
+	if err != nil {
+		return nil, ledger.Entry{}, err
+	}
+	if !Reserved(kind) {
+		return e.put(ctx, kind, payload, author, e.now())
+	}
+	var key string
+	switch {
+	case strings.HasPrefix(kind, "vote."):
+		r, _ := decodeVote(kind, payload)
+		key = "vote/" + r.Ballot + "/" + r.Voter
+	case strings.HasPrefix(kind, "charity."):
+		r, _ := decodeCharity(kind, payload)
+		key = "charity/" + r.Fund
+	default:
+		key = "resource"
+	}
+	unlock := e.lock(key)
+	defer unlock()
+	if err := e.idx.CatchUp(ctx, e.store); err != nil {
+		return nil, ledger.Entry{}, err
+	}
+	created := e.now()
+	if err := e.check(kind, payload, created.UnixNano()); err != nil {
+		return nil, ledger.Entry{}, err
+	}
+	rec, ent, err := e.put(ctx, kind, payload, author, created)
+	if err != nil {
+		return nil, ledger.Entry{}, err
+	}
+	// Read it back now, so the next submission under this lock sees it
+	// even before anything else catches the index up.
+	if err := e.idx.CatchUp(ctx, e.store); err != nil {
+		return nil, ledger.Entry{}, err
+	}
+	return rec, ent, nil
+}
+
+// check tests a candidate record against the index.
+func (e *Engine) check(kind string, payload []byte, created int64) error {
+	switch {
+	case strings.HasPrefix(kind, "vote."):
+		cand := NewVoteRec(candidateID, kind, created, payload)
+		defs, recs := e.idx.voterRecords(cand.Ballot, cand.Voter)
+		return checkVoteSubmission(e.idx.network, defs, recs, cand)
+	case strings.HasPrefix(kind, "charity."):
+		cand := NewCharityRec(candidateID, kind, created, payload)
+		return checkCharitySubmission(e.idx.fundRecords(cand.Fund), cand)
+	default:
+		cand := NewResourceRec(candidateID, kind, created, payload)
+		return checkResourceSubmission(e.idx.resourceRecords(), cand)
+	}
+}

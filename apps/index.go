@@ -1,0 +1,250 @@
+package apps
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pyvnode/pyvnode/ledger"
+)
+
+// Index keeps what the views need of the application records of a chain,
+// in memory. It reads the chain itself (CatchUp), so it sees local records
+// and replicated ones alike.
+type Index struct {
+	network string
+
+	mu        sync.Mutex
+	next      uint64 // chain height read up to
+	ballots   map[string]*ballotIdx
+	funds     map[string]*fundIdx
+	resources []*ResourceRec
+	resSorted bool
+	kinds     map[string]int // application records read, per kind
+}
+
+type ballotIdx struct {
+	defs    []*VoteRec
+	recs    []*VoteRec
+	sorted  bool
+	byVoter map[string][]*VoteRec
+}
+
+type fundIdx struct {
+	recs   []*CharityRec
+	sorted bool
+}
+
+// NewIndex makes an empty index for a network (the network name is part of
+// what voters sign).
+func NewIndex(network string) *Index {
+	return &Index{network: network, ballots: map[string]*ballotIdx{}, funds: map[string]*fundIdx{}, resSorted: true, kinds: map[string]int{}}
+}
+
+// Network is the network the index was made for.
+func (x *Index) Network() string { return x.network }
+
+// Add takes one record. Records of other kinds are skipped.
+func (x *Index) Add(id ledger.ID, kind string, created int64, payload []byte) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.addLocked(id, kind, created, payload)
+}
+
+func (x *Index) addLocked(id ledger.ID, kind string, created int64, payload []byte) {
+	if !Known(kind) {
+		return
+	}
+	x.kinds[kind]++
+	switch {
+	case strings.HasPrefix(kind, "vote."):
+		r := NewVoteRec(id, kind, created, payload)
+		b := x.ballots[r.Ballot]
+		if b == nil {
+			b = &ballotIdx{sorted: true, byVoter: map[string][]*VoteRec{}}
+			x.ballots[r.Ballot] = b
+		}
+		if r.Kind == vBallot {
+			b.defs = append(b.defs, r)
+			return
+		}
+		if n := len(b.recs); n > 0 && r.Key.Less(b.recs[n-1].Key) {
+			b.sorted = false
+		}
+		b.recs = append(b.recs, r)
+		b.byVoter[r.Voter] = append(b.byVoter[r.Voter], r)
+	case strings.HasPrefix(kind, "charity."):
+		r := NewCharityRec(id, kind, created, payload)
+		f := x.funds[r.Fund]
+		if f == nil {
+			f = &fundIdx{sorted: true}
+			x.funds[r.Fund] = f
+		}
+		if n := len(f.recs); n > 0 && r.Key.Less(f.recs[n-1].Key) {
+			f.sorted = false
+		}
+		f.recs = append(f.recs, r)
+	case strings.HasPrefix(kind, "resource."):
+		r := NewResourceRec(id, kind, created, payload)
+		if n := len(x.resources); n > 0 && r.Key.Less(x.resources[n-1].Key) {
+			x.resSorted = false
+		}
+		x.resources = append(x.resources, r)
+	}
+}
+
+// CatchUp reads the records the chain gained since the last call.
+func (x *Index) CatchUp(ctx context.Context, st *ledger.Store) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	size := st.Count()
+	if x.next >= size {
+		return nil
+	}
+	stop := errors.New("stop")
+	err := st.Iterate(ctx, x.next, func(r *ledger.SignedRecord, e ledger.Entry) error {
+		if e.Height >= size {
+			return stop
+		}
+		x.addLocked(r.ID, r.Kind, r.Created, r.Payload)
+		x.next = e.Height + 1
+		return nil
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return err
+	}
+	return nil
+}
+
+// Height is the chain height the index has read up to.
+func (x *Index) Height() uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.next
+}
+
+// Kinds counts the application records read, per kind.
+func (x *Index) Kinds() map[string]int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return maps.Clone(x.kinds)
+}
+
+// Tally computes a ballot's tally.
+func (x *Index) Tally(ballot string) (*Tally, error) {
+	x.mu.Lock()
+	b := x.ballots[ballot]
+	if b == nil {
+		x.mu.Unlock()
+		return nil, errNoBallot(ballot)
+	}
+	if !b.sorted {
+		sortVotes(b.recs)
+		b.sorted = true
+	}
+	defs, recs := slices.Clone(b.defs), slices.Clone(b.recs)
+	x.mu.Unlock()
+	return ComputeTally(x.network, ballot, defs, recs)
+}
+
+func errNoBallot(ballot string) error {
+	return &notFound{"ballot", ballot}
+}
+
+type notFound struct{ what, name string }
+
+func (e *notFound) Error() string { return "no " + e.what + " " + quote(e.name) + " on this chain" }
+func (e *notFound) Unwrap() error { return ErrNotFound }
+
+func quote(s string) string { return `"` + s + `"` }
+
+// BallotInfo lists a ballot.
+type BallotInfo struct {
+	Ballot   string `json:"ballot" cbor:"ballot"`
+	Question string `json:"question" cbor:"question"`
+	Opens    int64  `json:"opens" cbor:"opens"`
+	Closes   int64  `json:"closes" cbor:"closes"`
+	Records  int    `json:"records" cbor:"records"`
+}
+
+// Ballots lists the ballots that have a valid definition, by id.
+func (x *Index) Ballots() []BallotInfo {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := []BallotInfo{}
+	for _, name := range slices.Sorted(maps.Keys(x.ballots)) {
+		b := x.ballots[name]
+		def := defineBallot(name, slices.Clone(b.defs), func(Violation) {})
+		if def == nil {
+			continue
+		}
+		out = append(out, BallotInfo{Ballot: name, Question: def.Def.Question, Opens: def.Def.Opens, Closes: def.Def.Closes, Records: len(b.defs) + len(b.recs)})
+	}
+	return out
+}
+
+// FundReport computes one fund's report.
+func (x *Index) FundReport(fund string) (*FundReport, error) {
+	x.mu.Lock()
+	f := x.funds[fund]
+	if f == nil {
+		x.mu.Unlock()
+		return nil, &notFound{"fund", fund}
+	}
+	if !f.sorted {
+		sortCharity(f.recs)
+		f.sorted = true
+	}
+	recs := slices.Clone(f.recs)
+	x.mu.Unlock()
+	return ComputeFundReport(fund, recs)
+}
+
+// Funds lists the fund ids that have records, sorted.
+func (x *Index) Funds() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Sorted(maps.Keys(x.funds))
+}
+
+// ResourceReport computes the resource report (all accounts, or one).
+func (x *Index) ResourceReport(period, account string) (*ResourceReport, error) {
+	x.mu.Lock()
+	if !x.resSorted {
+		sortResource(x.resources)
+		x.resSorted = true
+	}
+	recs := slices.Clone(x.resources)
+	x.mu.Unlock()
+	return ComputeResourceReport(recs, period, account)
+}
+
+// snapshot helpers for submission checks
+
+func (x *Index) voterRecords(ballot, voter string) (defs, recs []*VoteRec) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	b := x.ballots[ballot]
+	if b == nil {
+		return nil, nil
+	}
+	return slices.Clone(b.defs), slices.Clone(b.byVoter[voter])
+}
+
+func (x *Index) fundRecords(fund string) []*CharityRec {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if f := x.funds[fund]; f != nil {
+		return slices.Clone(f.recs)
+	}
+	return nil
+}
+
+func (x *Index) resourceRecords() []*ResourceRec {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Clone(x.resources)
+}
