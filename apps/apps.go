@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -96,8 +95,15 @@ func RequiredRole(kind string) Role {
 }
 
 // MaxAmount bounds every amount: 2^53-1, so amounts stay exact in JSON
-// readers that use doubles. Sums are checked for overflow.
+// readers that use doubles.
 const MaxAmount = 1<<53 - 1
+
+// MaxTotal bounds every total a report keeps (a fund's received, an
+// account's allocated, used, sent and received, the absolute value of a
+// balance): 2^62. A record that would pass it is an "overflow" violation.
+// (Totals above 2^53 are exact in the JSON output but not in readers that
+// parse numbers as doubles.)
+const MaxTotal = 1 << 62
 
 // Errors callers branch on.
 var (
@@ -176,10 +182,8 @@ const (
 	RuleNothingToUncast = "nothing-to-uncast"      // uncast without a counted cast
 	RuleCurrency        = "currency-mismatch"      // amount in another currency or unit
 	RuleOverdraft       = "insufficient-balance"   // would take the balance below zero
-	RuleOverflow        = "overflow"               // a total would pass MaxAmount sums
+	RuleOverflow        = "overflow"               // a total would pass MaxTotal
 	RuleSameAccount     = "same-account"           // transfer to itself
-	RuleUnknownKind     = "unknown-kind"           // reserved prefix, kind not defined
-	RuleNotAllowed      = "not-allowed"            // submitted by a user without the role
 	RuleEIDAllocated    = "eid-allocated-by-node"  // a client tried to choose the electronic id
 )
 
@@ -199,6 +203,8 @@ func init() {
 		MaxNestedLevels: ledger.MaxPayloadDepth + 4,
 		DefaultMapType:  reflect.TypeOf(map[string]any(nil)),
 		UTF8:            cbor.UTF8RejectInvalid,
+		// Field names are exact: "Ballot" is not "ballot".
+		FieldNameMatching: cbor.FieldNameMatchingCaseSensitive,
 	}
 	var err error
 	if looseDec, err = base.DecMode(); err != nil {
@@ -222,6 +228,17 @@ func decodeLoose(raw []byte, v any) error {
 		return cleanCBORError(err)
 	}
 	return nil
+}
+
+// salvage takes one text field out of a payload that does not fit its
+// schema, so the record can still be reported where it belongs.
+func salvage(raw []byte, field string) string {
+	m, err := ledger.DecodePayload(raw)
+	if err != nil {
+		return ""
+	}
+	s, _ := m[field].(string)
+	return s
 }
 
 func cleanCBORError(err error) error {
@@ -328,14 +345,13 @@ func CheckRecord(rec *ledger.SignedRecord) error {
 	return CheckPayload(rec.Kind, rec.Payload)
 }
 
-// setDigest is SHA-256 over the sorted ids of the records a view read, so
-// two readers can see at a glance that they worked on the same records.
+// setDigest is SHA-256 over the 32-byte ids of the records a view read, in
+// canonical order, so two readers can see at a glance that they worked on
+// the same records. ids must already be in canonical order.
 func setDigest(ids []ledger.ID) ledger.Hash {
-	s := slices.Clone(ids)
-	slices.SortFunc(s, func(a, b ledger.ID) int { return bytes.Compare(a[:], b[:]) })
 	h := sha256.New()
-	for _, id := range s {
-		h.Write(id[:])
+	for i := range ids {
+		h.Write(ids[i][:])
 	}
 	var out ledger.Hash
 	copy(out[:], h.Sum(nil))

@@ -56,6 +56,7 @@ func decodeCharity(kind string, raw []byte) (*CharityRec, error) {
 	r := &CharityRec{Kind: charityKinds[kind]}
 	var p charityPayload
 	if err := decodeLoose(raw, &p); err != nil {
+		r.Fund = salvage(raw, "fund")
 		return r, err
 	}
 	r.Fund, r.Name, r.Currency, r.Amount, r.Source, r.Target = p.Fund, p.Name, p.Currency, p.Amount, p.Source, p.Target
@@ -68,7 +69,7 @@ func decodeCharity(kind string, raw []byte) (*CharityRec, error) {
 	for _, f := range []struct {
 		name, v string
 		max     int
-	}{{"source", p.Source, maxLabel}, {"target", p.Target, maxLabel}, {"entity", p.Entity, maxLabel},
+	}{{"name", p.Name, maxLabel}, {"source", p.Source, maxLabel}, {"target", p.Target, maxLabel}, {"entity", p.Entity, maxLabel},
 		{"donor", p.Donor, maxLabel}, {"notes", p.Notes, 4096}, {"purpose", p.Purpose, 4096}, {"operator", p.Operator, maxLabel}} {
 		if err := checkText(f.name, f.v, f.max, true); err != nil {
 			return r, err
@@ -179,7 +180,7 @@ func (f *fundRun) apply(r *CharityRec) bool {
 	rep := f.rep
 	switch r.Kind {
 	case cDonation:
-		if rep.Received+r.Amount > MaxAmount*1024 || rep.Balance+r.Amount > MaxAmount*1024 {
+		if rep.Received+r.Amount > MaxTotal {
 			return bad(RuleOverflow, "the fund's totals would overflow", nil)
 		}
 		rep.Received += r.Amount

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 func fmtNanos(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
@@ -28,7 +29,7 @@ func WriteTally(w io.Writer, t *Tally) {
 	fmt.Fprintf(w, "defined by  %s\n", t.DefinedBy)
 	width := 6
 	for _, c := range t.Counts {
-		width = max(width, len(c.Choice))
+		width = max(width, utf8.RuneCountInString(c.Choice)) // fmt pads by runes
 	}
 	fmt.Fprintf(w, "\n%-*s  %8s  %6s\n", width, "choice", "votes", "share")
 	for _, c := range t.Counts {
@@ -39,7 +40,7 @@ func WriteTally(w io.Writer, t *Tally) {
 		fmt.Fprintf(w, "%-*s  %8d  %6s\n", width, c.Choice, c.Votes, share)
 	}
 	fmt.Fprintf(w, "\nvoters      %d registered, %d withdrawn, %d effective, %d voted\n", t.Registered, t.Withdrawn, t.Effective, t.Voted)
-	fmt.Fprintf(w, "records     %d (%d casts replaced by a later cast)\n", t.Records, t.Replaced)
+	fmt.Fprintf(w, "records     %d (casts replaced by a later cast: %d)\n", t.Records, t.Replaced)
 	fmt.Fprintf(w, "digest      %s\n", t.Digest)
 	writeViolations(w, t.Violations)
 }

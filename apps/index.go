@@ -2,8 +2,8 @@ package apps
 
 import (
 	"context"
-	"errors"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,9 +27,11 @@ type Index struct {
 }
 
 type ballotIdx struct {
-	defs    []*VoteRec
-	recs    []*VoteRec
-	sorted  bool
+	defs   []*VoteRec
+	recs   []*VoteRec
+	sorted bool
+	// byVoter is built when a submission is first checked (a node needs
+	// it; a tally does not).
 	byVoter map[string][]*VoteRec
 }
 
@@ -58,13 +60,28 @@ func (x *Index) addLocked(id ledger.ID, kind string, created int64, payload []by
 	if !Known(kind) {
 		return
 	}
-	x.kinds[kind]++
+	x.insertLocked(decodeApp(id, kind, created, payload))
+}
+
+// decodeApp decodes an application record for the index (pure: callers
+// run it on every core).
+func decodeApp(id ledger.ID, kind string, created int64, payload []byte) any {
 	switch {
 	case strings.HasPrefix(kind, "vote."):
-		r := NewVoteRec(id, kind, created, payload)
+		return NewVoteRec(id, kind, created, payload)
+	case strings.HasPrefix(kind, "charity."):
+		return NewCharityRec(id, kind, created, payload)
+	}
+	return NewResourceRec(id, kind, created, payload)
+}
+
+func (x *Index) insertLocked(rec any) {
+	switch r := rec.(type) {
+	case *VoteRec:
+		x.kinds[r.KindName()]++
 		b := x.ballots[r.Ballot]
 		if b == nil {
-			b = &ballotIdx{sorted: true, byVoter: map[string][]*VoteRec{}}
+			b = &ballotIdx{sorted: true}
 			x.ballots[r.Ballot] = b
 		}
 		if r.Kind == vBallot {
@@ -75,9 +92,11 @@ func (x *Index) addLocked(id ledger.ID, kind string, created int64, payload []by
 			b.sorted = false
 		}
 		b.recs = append(b.recs, r)
-		b.byVoter[r.Voter] = append(b.byVoter[r.Voter], r)
-	case strings.HasPrefix(kind, "charity."):
-		r := NewCharityRec(id, kind, created, payload)
+		if b.byVoter != nil {
+			b.byVoter[r.Voter] = append(b.byVoter[r.Voter], r)
+		}
+	case *CharityRec:
+		x.kinds[r.KindName()]++
 		f := x.funds[r.Fund]
 		if f == nil {
 			f = &fundIdx{sorted: true}
@@ -87,8 +106,8 @@ func (x *Index) addLocked(id ledger.ID, kind string, created int64, payload []by
 			f.sorted = false
 		}
 		f.recs = append(f.recs, r)
-	case strings.HasPrefix(kind, "resource."):
-		r := NewResourceRec(id, kind, created, payload)
+	case *ResourceRec:
+		x.kinds[r.KindName()]++
 		if n := len(x.resources); n > 0 && r.Key.Less(x.resources[n-1].Key) {
 			x.resSorted = false
 		}
@@ -96,27 +115,125 @@ func (x *Index) addLocked(id ledger.ID, kind string, created int64, payload []by
 	}
 }
 
-// CatchUp reads the records the chain gained since the last call.
+// CatchUp reads the records the chain gained since the last call. Reading
+// the chain, decoding the application records (on every core) and indexing
+// them (in chain order) run as a pipeline of batches.
 func (x *Index) CatchUp(ctx context.Context, st *ledger.Store) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	size := st.Count()
-	if x.next >= size {
+	if x.next >= st.Count() {
 		return nil
 	}
-	stop := errors.New("stop")
-	err := st.Iterate(ctx, x.next, func(r *ledger.SignedRecord, e ledger.Entry) error {
-		if e.Height >= size {
-			return stop
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *catchBatch, workers)
+	ordered := make(chan *catchBatch, workers+1)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				b.decode()
+			}
+		}()
+	}
+	inserted := make(chan struct{})
+	go func() {
+		defer close(inserted)
+		for b := range ordered {
+			<-b.done
+			for i := range b.items {
+				x.insertLocked(b.items[i].rec)
+			}
 		}
-		x.addLocked(r.ID, r.Kind, r.Created, r.Payload)
+	}()
+	var cur *catchBatch
+	send := func() {
+		if cur != nil && len(cur.items) > 0 {
+			work <- cur
+			ordered <- cur
+		}
+		cur = nil
+	}
+	err := st.Scan(ctx, x.next, func(e *ledger.ScanEntry) error {
+		if Known(e.Kind) {
+			if cur == nil {
+				cur = newCatchBatch()
+			}
+			if !cur.add(e) {
+				send()
+				cur = newCatchBatch()
+				cur.add(e)
+			}
+		}
 		x.next = e.Height + 1
 		return nil
 	})
-	if err != nil && !errors.Is(err, stop) {
-		return err
+	send()
+	close(work)
+	close(ordered)
+	wg.Wait()
+	<-inserted
+	return err
+}
+
+// catchBatch is a batch of application records on its way into the index.
+type catchBatch struct {
+	items []catchItem
+	arena []byte // the payloads, copied out of the store's buffer
+	done  chan struct{}
+}
+
+type catchItem struct {
+	id      ledger.ID
+	kind    string
+	created int64
+	payload []byte
+	rec     any
+}
+
+const catchBatchSize = 4096
+
+func newCatchBatch() *catchBatch {
+	return &catchBatch{items: make([]catchItem, 0, catchBatchSize), arena: make([]byte, 0, 512<<10), done: make(chan struct{})}
+}
+
+// add copies a record in; false when the batch is full.
+func (b *catchBatch) add(e *ledger.ScanEntry) bool {
+	if len(b.items) == catchBatchSize || len(b.items) > 0 && len(b.arena)+len(e.Payload) > cap(b.arena) {
+		return false
 	}
-	return nil
+	start := len(b.arena)
+	b.arena = append(b.arena, e.Payload...)
+	b.items = append(b.items, catchItem{id: e.ID, kind: e.Kind, created: e.Created, payload: b.arena[start:len(b.arena):len(b.arena)]})
+	return true
+}
+
+// decode decodes every record of the batch; vote records, the bulk of big
+// chains, into one allocation.
+func (b *catchBatch) decode() {
+	defer close(b.done)
+	nv := 0
+	for i := range b.items {
+		if strings.HasPrefix(b.items[i].kind, "vote.") {
+			nv++
+		}
+	}
+	slab := make([]VoteRec, nv)
+	in := interner{}
+	nv = 0
+	for i := range b.items {
+		it := &b.items[i]
+		if strings.HasPrefix(it.kind, "vote.") {
+			newVoteRecInto(&slab[nv], it.id, it.kind, it.created, it.payload, in)
+			it.rec = &slab[nv]
+			nv++
+		} else {
+			it.rec = decodeApp(it.id, it.kind, it.created, it.payload)
+		}
+		it.payload = nil
+	}
+	b.arena = nil
 }
 
 // Height is the chain height the index has read up to.
@@ -181,7 +298,7 @@ func (x *Index) Ballots() []BallotInfo {
 		if def == nil {
 			continue
 		}
-		out = append(out, BallotInfo{Ballot: name, Question: def.Def.Question, Opens: def.Def.Opens, Closes: def.Def.Closes, Records: len(b.defs) + len(b.recs)})
+		out = append(out, BallotInfo{Ballot: name, Question: def.Def().Question, Opens: def.Def().Opens, Closes: def.Def().Closes, Records: len(b.defs) + len(b.recs)})
 	}
 	return out
 }
@@ -203,11 +320,18 @@ func (x *Index) FundReport(fund string) (*FundReport, error) {
 	return ComputeFundReport(fund, recs)
 }
 
-// Funds lists the fund ids that have records, sorted.
+// Funds lists the fund ids that have records, sorted (records that name
+// no fund are left out: they show in no report).
 func (x *Index) Funds() []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return slices.Sorted(maps.Keys(x.funds))
+	out := []string{}
+	for _, f := range slices.Sorted(maps.Keys(x.funds)) {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ResourceReport computes the resource report (all accounts, or one).
@@ -230,6 +354,12 @@ func (x *Index) voterRecords(ballot, voter string) (defs, recs []*VoteRec) {
 	b := x.ballots[ballot]
 	if b == nil {
 		return nil, nil
+	}
+	if b.byVoter == nil {
+		b.byVoter = map[string][]*VoteRec{}
+		for _, r := range b.recs {
+			b.byVoter[r.Voter] = append(b.byVoter[r.Voter], r)
+		}
 	}
 	return slices.Clone(b.defs), slices.Clone(b.byVoter[voter])
 }

@@ -49,14 +49,20 @@ func decodeResource(kind string, raw []byte) (*ResourceRec, error) {
 	r := &ResourceRec{Kind: resourceKinds[kind]}
 	var p resourcePayload
 	if err := decodeStrict(raw, &p); err != nil {
+		r.Account = salvage(raw, "account")
+		if r.Kind == rTransfer {
+			r.Account, r.To = salvage(raw, "from"), salvage(raw, "to")
+		}
 		return r, err
 	}
 	r.Account, r.To, r.Unit, r.Overdraft, r.Amount = p.Account, p.To, p.Unit, p.Overdraft, p.Amount
+	if r.Kind == rTransfer {
+		r.Account = p.From
+	}
 	if err := checkText("note", p.Note, 4096, true); err != nil {
 		return r, err
 	}
 	if r.Kind == rTransfer {
-		r.Account = p.From
 		if p.Account != "" || p.Unit != "" || p.Overdraft {
 			return r, fmt.Errorf("a transfer takes from, to, amount and note")
 		}
@@ -161,7 +167,7 @@ func newResourceRun(period string, emit func(Violation)) *resourceRun {
 		usage: map[[2]string]*Usage{}, emit: emit}
 }
 
-const maxBalance = 1 << 62
+const maxBalance = MaxTotal
 
 func (x *resourceRun) apply(r *ResourceRec) bool {
 	kind := r.KindName()

@@ -22,9 +22,11 @@ import (
 // one with HMAC-SHA-256 under a secret of its own, and keeps the mapping
 // back to the text in a local file encrypted under a key derived from the
 // same secret. Nobody without the secret can link an id to its text or
-// tell whether two ids hide related texts; the same text always gives the
-// same id, so a publisher can show an auditor that an id belongs to a
-// text without revealing anything else.
+// tell whether two ids hide related texts. The same text always gives the
+// same id, so the publisher (who holds the secret) can later show that an
+// id stands for a given text by deriving it again in front of an auditor;
+// anyone else who learns the secret can do the same, and can also test
+// guesses, so the secret must stay with the publisher.
 
 // UIDPrefix starts every unique id.
 const UIDPrefix = "uid-"

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/pyvnode/pyvnode/ledger"
 )
@@ -67,67 +68,226 @@ type BallotDef struct {
 // VoteRec is what the views keep of a vote record.
 type VoteRec struct {
 	Key
-	Kind    uint8
-	Ballot  string
-	Voter   string
-	EID     string
-	Choice  string
-	Seq     uint64
-	VKey    []byte // register: voter key
-	Sig     []byte
-	Def     *BallotDef // ballot records
-	Invalid string     // why the payload does not fit, if it does not
+	Kind   uint8
+	Ballot string
+	Voter  string
+	EID    string
+	Choice string
+	Seq    uint64
+	x      *voteExtra // what few records have
+}
+
+type voteExtra struct {
+	vkey    []byte     // register: voter key
+	sig     []byte     // cast, uncast: voter signature
+	def     *BallotDef // ballot records
+	invalid string     // why the payload does not fit, if it does not
+}
+
+func (r *VoteRec) extra() *voteExtra {
+	if r.x == nil {
+		r.x = &voteExtra{}
+	}
+	return r.x
+}
+
+// VKey is a registration's voter key (nil: none).
+func (r *VoteRec) VKey() []byte {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.vkey
+}
+
+// Sig is a cast's or uncast's voter signature (nil: none).
+func (r *VoteRec) Sig() []byte {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.sig
+}
+
+// Def is a ballot record's definition (nil for other kinds and invalid ones).
+func (r *VoteRec) Def() *BallotDef {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.def
+}
+
+// Invalid says why the payload does not fit its kind ("" when it does).
+func (r *VoteRec) Invalid() string {
+	if r.x == nil {
+		return ""
+	}
+	return r.x.invalid
 }
 
 // KindName is the record kind.
 func (r *VoteRec) KindName() string { return voteKindNames[r.Kind] }
 
 func decodeVote(kind string, raw []byte) (*VoteRec, error) {
-	r := &VoteRec{Kind: voteKinds[kind]}
+	r := &VoteRec{}
+	return r, decodeVoteInto(r, kind, raw, nil)
+}
+
+// interner shares the strings many records repeat (ballot ids, choices)
+// within one decoding goroutine.
+type interner map[string]string
+
+func (in interner) get(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(in) < 1024 {
+		in[s] = s
+	}
+	return s
+}
+
+// fastVotePayload reads the common vote payload — text keys this kind may
+// have, each with the right type — without reflection. Ballot ids and
+// choices come from the interner; the voter id and eid share one
+// allocation. It reports false for anything else, which the strict decoder
+// then reads (and explains).
+func fastVotePayload(raw []byte, p *votePayload, in interner) bool {
+	m, n, i, ok := ledger.ReadCBORHead(raw, 0)
+	if !ok || m != 5 || n > 8 {
+		return false
+	}
+	text := func(i int) ([]byte, int, bool) {
+		m, l, next, ok := ledger.ReadCBORHead(raw, i)
+		if !ok || m != 3 || l > uint64(len(raw)-next) {
+			return nil, 0, false
+		}
+		return raw[next : next+int(l)], next + int(l), true
+	}
+	var voter, eid []byte
+	for range n {
+		var key []byte
+		if key, i, ok = text(i); !ok {
+			return false
+		}
+		switch string(key) {
+		case "ballot", "voter", "eid", "choice", "reason":
+			var v []byte
+			if v, i, ok = text(i); !ok || !utf8.Valid(v) {
+				return false
+			}
+			switch string(key) {
+			case "ballot":
+				p.Ballot = in.get(v)
+			case "voter":
+				voter = v
+			case "eid":
+				eid = v
+			case "choice":
+				p.Choice = in.get(v)
+			default:
+				p.Reason = string(v)
+			}
+		case "seq":
+			var m byte
+			if m, p.Seq, i, ok = ledger.ReadCBORHead(raw, i); !ok || m != 0 {
+				return false
+			}
+		case "key", "sig":
+			m, l, next, ok := ledger.ReadCBORHead(raw, i)
+			if !ok || m != 2 || l > uint64(len(raw)-next) {
+				return false
+			}
+			b := append([]byte(nil), raw[next:next+int(l)]...)
+			i = next + int(l)
+			if string(key) == "key" {
+				p.Key = b
+			} else {
+				p.Sig = b
+			}
+		default:
+			return false
+		}
+	}
+	if i != len(raw) {
+		return false
+	}
+	both := string(voter) + string(eid) // one allocation
+	p.Voter, p.EID = both[:len(voter)], both[len(voter):]
+	return true
+}
+
+func decodeVoteInto(r *VoteRec, kind string, raw []byte, in interner) error {
+	r.Kind = voteKinds[kind]
 	if r.Kind == vBallot {
-		var p ballotPayload
-		if err := decodeStrict(raw, &p); err != nil {
-			return r, err
+		def, err := decodeBallot(r, raw)
+		if def != nil {
+			r.extra().def = def
 		}
-		r.Ballot = p.Ballot
-		if err := checkID("ballot", p.Ballot, MaxIDLen); err != nil {
-			return r, err
-		}
-		if err := checkText("question", p.Question, MaxQuestionLen, false); err != nil {
-			return r, err
-		}
-		if len(p.Choices) < 2 || len(p.Choices) > MaxChoices {
-			return r, fmt.Errorf("a ballot needs 2 to %d choices, got %d", MaxChoices, len(p.Choices))
-		}
-		seen := map[string]bool{}
-		for _, c := range p.Choices {
-			if err := checkText("choice", c, MaxChoiceLen, false); err != nil {
-				return r, err
-			}
-			if seen[c] {
-				return r, fmt.Errorf("choice %q appears twice", c)
-			}
-			seen[c] = true
-		}
-		if p.Opens < 0 || p.Closes <= p.Opens || p.Closes > 1<<33 {
-			return r, fmt.Errorf("need 0 <= opens < closes <= 2^33 (Unix seconds), got opens %d closes %d", p.Opens, p.Closes)
-		}
-		r.Def = &BallotDef{Ballot: p.Ballot, Question: p.Question, Choices: p.Choices, Opens: p.Opens, Closes: p.Closes}
-		return r, nil
+		return err
 	}
 	var p votePayload
-	if err := decodeStrict(raw, &p); err != nil {
-		return r, err
+	if in == nil {
+		in = interner{}
 	}
-	r.Ballot, r.Voter, r.EID, r.Choice, r.Seq, r.VKey, r.Sig = p.Ballot, p.Voter, p.EID, p.Choice, p.Seq, p.Key, p.Sig
+	if !fastVotePayload(raw, &p, in) {
+		p = votePayload{}
+		if err := decodeStrict(raw, &p); err != nil {
+			// File the record under the ballot and voter it names, if it
+			// names them, so the ballot's tally lists the violation.
+			r.Ballot, r.Voter = salvage(raw, "ballot"), salvage(raw, "voter")
+			return err
+		}
+	}
+	return checkVotePayload(r, kind, &p)
+}
+
+func decodeBallot(r *VoteRec, raw []byte) (*BallotDef, error) {
+	var p ballotPayload
+	if err := decodeStrict(raw, &p); err != nil {
+		r.Ballot = salvage(raw, "ballot")
+		return nil, err
+	}
+	r.Ballot = p.Ballot
 	if err := checkID("ballot", p.Ballot, MaxIDLen); err != nil {
-		return r, err
+		return nil, err
+	}
+	if err := checkText("question", p.Question, MaxQuestionLen, false); err != nil {
+		return nil, err
+	}
+	if len(p.Choices) < 2 || len(p.Choices) > MaxChoices {
+		return nil, fmt.Errorf("a ballot needs 2 to %d choices, got %d", MaxChoices, len(p.Choices))
+	}
+	seen := map[string]bool{}
+	for _, c := range p.Choices {
+		if err := checkText("choice", c, MaxChoiceLen, false); err != nil {
+			return nil, err
+		}
+		if seen[c] {
+			return nil, fmt.Errorf("choice %q appears twice", c)
+		}
+		seen[c] = true
+	}
+	if p.Opens < 0 || p.Closes <= p.Opens || p.Closes > 1<<33 {
+		return nil, fmt.Errorf("need 0 <= opens < closes <= 2^33 (Unix seconds), got opens %d closes %d", p.Opens, p.Closes)
+	}
+	return &BallotDef{Ballot: p.Ballot, Question: p.Question, Choices: p.Choices, Opens: p.Opens, Closes: p.Closes}, nil
+}
+
+// checkVotePayload applies the schema's rules to a decoded payload.
+func checkVotePayload(r *VoteRec, kind string, p *votePayload) error {
+	r.Ballot, r.Voter, r.EID, r.Choice, r.Seq = p.Ballot, p.Voter, p.EID, p.Choice, p.Seq
+	if p.Key != nil || p.Sig != nil {
+		x := r.extra()
+		x.vkey, x.sig = p.Key, p.Sig
+	}
+	if err := checkID("ballot", p.Ballot, MaxIDLen); err != nil {
+		return err
 	}
 	if err := checkID("voter", p.Voter, MaxVoterLen); err != nil {
-		return r, err
+		return err
 	}
 	if err := checkEID(p.EID); err != nil {
-		return r, err
+		return err
 	}
 	want := func(field string, ok bool) error {
 		if !ok {
@@ -142,23 +302,23 @@ func decodeVote(kind string, raw []byte) (*VoteRec, error) {
 		want("sig", p.Sig == nil || r.Kind == vCast || r.Kind == vUncast),
 		want("reason", p.Reason == "" || r.Kind == vWithdraw),
 	); err != nil {
-		return r, err
+		return err
 	}
 	if p.Key != nil && len(p.Key) != ed25519.PublicKeySize {
-		return r, fmt.Errorf("key must be %d bytes, got %d", ed25519.PublicKeySize, len(p.Key))
+		return fmt.Errorf("key must be %d bytes, got %d", ed25519.PublicKeySize, len(p.Key))
 	}
 	if p.Sig != nil && len(p.Sig) != ed25519.SignatureSize {
-		return r, fmt.Errorf("sig must be %d bytes, got %d", ed25519.SignatureSize, len(p.Sig))
+		return fmt.Errorf("sig must be %d bytes, got %d", ed25519.SignatureSize, len(p.Sig))
 	}
 	if r.Kind == vCast {
 		if err := checkText("choice", p.Choice, MaxChoiceLen, false); err != nil {
-			return r, err
+			return err
 		}
 	}
 	if err := checkText("reason", p.Reason, 1024, true); err != nil {
-		return r, err
+		return err
 	}
-	return r, nil
+	return nil
 }
 
 func checkEID(s string) error {
@@ -176,13 +336,18 @@ func checkEID(s string) error {
 // NewVoteRec decodes a vote record for the views. A payload that does not
 // fit is kept with Invalid set: it shows up as a violation.
 func NewVoteRec(id ledger.ID, kind string, created int64, payload []byte) *VoteRec {
-	r, err := decodeVote(kind, payload)
+	r := &VoteRec{}
+	newVoteRecInto(r, id, kind, created, payload, nil)
+	return r
+}
+
+func newVoteRecInto(r *VoteRec, id ledger.ID, kind string, created int64, payload []byte, in interner) {
+	err := decodeVoteInto(r, kind, payload, in)
 	r.Key = Key{Created: created, ID: id}
 	if err != nil {
-		r.Invalid = err.Error()
-		r.Def = nil
+		x := r.extra()
+		x.invalid, x.def = err.Error(), nil
 	}
-	return r
 }
 
 // VoterMessage is what a voter signs for a cast or uncast (action is
@@ -221,7 +386,7 @@ type Tally struct {
 	// Replaced counts casts that a later cast of the same voter replaced.
 	Replaced int `json:"replaced" cbor:"replaced"`
 	// Records is how many records name the ballot; Digest is SHA-256 over
-	// their sorted ids.
+	// their ids in canonical order.
 	Records    int         `json:"records" cbor:"records"`
 	Digest     ledger.Hash `json:"digest" cbor:"digest"`
 	Violations []Violation `json:"violations" cbor:"violations"`
@@ -239,7 +404,8 @@ type voterState struct {
 type ballotRun struct {
 	network string
 	def     *VoteRec
-	voters  map[string]*voterState
+	voters  map[string]int32 // voter -> index in states
+	states  []voterState
 	sigOK   func(i int, r *VoteRec, key []byte) bool
 	emit    func(v Violation)
 	// counters
@@ -262,10 +428,10 @@ func (b *ballotRun) apply(i int, r *VoteRec) bool {
 		b.emit(violation(r.Key, kind, rule, detail, ref))
 		return false
 	}
-	if r.Invalid != "" {
-		return bad(RuleInvalid, r.Invalid, nil)
+	if r.Invalid() != "" {
+		return bad(RuleInvalid, r.Invalid(), nil)
 	}
-	d := b.def.Def
+	d := b.def.Def()
 	if r.Key.Less(b.def.Key) {
 		return bad(RuleNoDefinition, fmt.Sprintf("ballot %q is defined by a later record", r.Ballot), b.def)
 	}
@@ -280,11 +446,13 @@ func (b *ballotRun) apply(i int, r *VoteRec) bool {
 			return bad(RuleOutsideWindow, fmt.Sprintf("created %s, after the ballot closed at %s", fmtNanos(r.Created), fmtSeconds(d.Closes)), nil)
 		}
 	}
-	st := b.voters[r.Voter]
-	if st == nil {
-		st = &voterState{}
-		b.voters[r.Voter] = st
+	vi, ok := b.voters[r.Voter]
+	if !ok {
+		vi = int32(len(b.states))
+		b.voters[r.Voter] = vi
+		b.states = append(b.states, voterState{})
 	}
+	st := &b.states[vi]
 	if st.withdrawn {
 		return bad(RuleWithdrawn, fmt.Sprintf("voter %q was withdrawn from ballot %q", r.Voter, r.Ballot), nil)
 	}
@@ -302,17 +470,16 @@ func (b *ballotRun) apply(i int, r *VoteRec) bool {
 	if r.EID != st.reg.EID {
 		return bad(RuleWrongEID, fmt.Sprintf("eid %s is not voter %q's (%s)", r.EID, r.Voter, st.reg.EID), st.reg)
 	}
-	if (r.Kind == vCast || r.Kind == vUncast) && st.reg.VKey != nil {
-		if r.Sig == nil {
+	if (r.Kind == vCast || r.Kind == vUncast) && st.reg.VKey() != nil {
+		if r.Sig() == nil {
 			return bad(RuleBadSignature, fmt.Sprintf("voter %q registered a key; the record carries no signature", r.Voter), st.reg)
 		}
 		if st.seqSeen && r.Seq <= st.lastSeq {
 			return bad(RuleReplay, fmt.Sprintf("sequence number %d is not above %d", r.Seq, st.lastSeq), nil)
 		}
-		if !b.sigOK(i, r, st.reg.VKey) {
+		if !b.sigOK(i, r, st.reg.VKey()) {
 			return bad(RuleBadSignature, fmt.Sprintf("signature does not verify under voter %q's key", r.Voter), st.reg)
 		}
-		st.lastSeq, st.seqSeen = r.Seq, true
 	}
 	switch r.Kind {
 	case vCast:
@@ -328,6 +495,12 @@ func (b *ballotRun) apply(i int, r *VoteRec) bool {
 			return bad(RuleNothingToUncast, fmt.Sprintf("voter %q has no counted cast", r.Voter), nil)
 		}
 		st.cast = nil
+	}
+	if (r.Kind == vCast || r.Kind == vUncast) && st.reg.VKey() != nil {
+		// Only a record that counts uses up its sequence number.
+		st.lastSeq, st.seqSeen = r.Seq, true
+	}
+	switch r.Kind {
 	case vWithdraw:
 		st.withdrawn = true
 		st.cast = nil
@@ -339,7 +512,7 @@ func (b *ballotRun) apply(i int, r *VoteRec) bool {
 func (b *ballotRun) verify(r *VoteRec, key []byte) bool {
 	action := r.KindName()
 	msg := VoterMessage(b.network, action, r.Ballot, r.Voter, r.EID, r.Choice, r.Seq)
-	return ed25519.Verify(key, msg, r.Sig)
+	return ed25519.Verify(key, msg, r.Sig())
 }
 
 // sortVotes puts records in canonical order (in place) unless they already are.
@@ -357,8 +530,8 @@ func defineBallot(ballot string, defs []*VoteRec, emit func(Violation)) *VoteRec
 	var def *VoteRec
 	for _, d := range defs {
 		switch {
-		case d.Invalid != "":
-			emit(violation(d.Key, KindBallot, RuleInvalid, d.Invalid, nil))
+		case d.Invalid() != "":
+			emit(violation(d.Key, KindBallot, RuleInvalid, d.Invalid(), nil))
 		case def != nil:
 			emit(violation(d.Key, KindBallot, RuleDuplicate, fmt.Sprintf("ballot %q is already defined", ballot), def))
 		default:
@@ -379,26 +552,40 @@ func ComputeTally(network, ballot string, defs, recs []*VoteRec) (*Tally, error)
 		return nil, fmt.Errorf("%w: no valid vote.ballot record defines ballot %q", ErrNotFound, ballot)
 	}
 	sortVotes(recs)
-	b := &ballotRun{network: network, def: def, voters: make(map[string]*voterState, len(recs)/2), emit: emit}
-	ok := verifySignatures(network, recs)
-	b.sigOK = func(i int, r *VoteRec, key []byte) bool {
-		switch ok[i] {
-		case sigGood:
-			return true
-		case sigBad:
-			return false
+	b := &ballotRun{network: network, def: def, voters: make(map[string]int32, len(recs)/2), states: make([]voterState, 0, len(recs)/2), emit: emit}
+	// The digest reads every id: let another core do it meanwhile.
+	digest := make(chan ledger.Hash, 1)
+	go func() {
+		// defs and recs are each in canonical order: merge them.
+		ids := make([]ledger.ID, 0, len(defs)+len(recs))
+		i, j := 0, 0
+		for i < len(defs) || j < len(recs) {
+			if j == len(recs) || i < len(defs) && defs[i].Key.Less(recs[j].Key) {
+				ids = append(ids, defs[i].ID)
+				i++
+			} else {
+				ids = append(ids, recs[j].ID)
+				j++
+			}
 		}
-		return b.verify(r, key) // checked against another key than the pre-pass used
+		digest <- setDigest(ids)
+	}()
+	ok, keys := verifySignatures(network, def, recs)
+	b.sigOK = func(i int, r *VoteRec, key []byte) bool {
+		if ok[i] != sigUnchecked && bytes.Equal(keys[r.Voter], key) {
+			return ok[i] == sigGood
+		}
+		return b.verify(r, key) // not checked against this key in the pre-pass
 	}
 	for i, r := range recs {
 		b.apply(i, r)
 	}
-	d := def.Def
+	d := def.Def()
 	t := &Tally{Ballot: ballot, Question: d.Question, Opens: d.Opens, Closes: d.Closes, DefinedBy: def.ID,
 		Registered: b.registered, Withdrawn: b.withdrawn, Effective: b.registered - b.withdrawn, Replaced: b.replaced}
 	votes := map[string]int{}
-	for _, st := range b.voters {
-		if st.cast != nil {
+	for i := range b.states {
+		if st := &b.states[i]; st.cast != nil {
 			votes[st.cast.Choice]++
 			t.Voted++
 		}
@@ -406,15 +593,8 @@ func ComputeTally(network, ballot string, defs, recs []*VoteRec) (*Tally, error)
 	for _, c := range d.Choices {
 		t.Counts = append(t.Counts, ChoiceCount{Choice: c, Votes: votes[c]})
 	}
-	ids := make([]ledger.ID, 0, len(defs)+len(recs))
-	for _, r := range defs {
-		ids = append(ids, r.ID)
-	}
-	for _, r := range recs {
-		ids = append(ids, r.ID)
-	}
-	t.Records = len(ids)
-	t.Digest = setDigest(ids)
+	t.Records = len(defs) + len(recs)
+	t.Digest = <-digest
 	slices.SortStableFunc(viol, func(a, b Violation) int { return Key{a.Created, a.ID}.Compare(Key{b.Created, b.ID}) })
 	t.Violations = viol
 	if t.Violations == nil {
@@ -431,25 +611,33 @@ const (
 
 // verifySignatures checks, on every core, the signatures of casts and
 // uncasts against the key of their voter's first registration in canonical
-// order (the only one that can be effective: later ones are duplicates or
-// come after a withdrawal). recs must be sorted.
-func verifySignatures(network string, recs []*VoteRec) []uint8 {
+// order that can count (valid, after the definition, before the close: the
+// only one that can be effective, as later ones are duplicates or come
+// after a withdrawal). recs must be sorted. A cast checked against another
+// key here is checked again during the replay.
+func verifySignatures(network string, def *VoteRec, recs []*VoteRec) ([]uint8, map[string][]byte) {
 	out := make([]uint8, len(recs))
+	if !slices.ContainsFunc(recs, func(r *VoteRec) bool { return r.Sig() != nil }) {
+		return out, nil
+	}
 	keys := map[string][]byte{}
 	var todo []int
 	for i, r := range recs {
 		switch {
-		case r.Invalid != "":
+		case r.Invalid() != "":
 		case r.Kind == vRegister:
-			if _, ok := keys[r.Voter]; !ok {
-				keys[r.Voter] = r.VKey // nil: no key
+			if r.Key.Less(def.Key) || r.Created >= def.Def().Closes*1e9 {
+				continue
 			}
-		case (r.Kind == vCast || r.Kind == vUncast) && r.Sig != nil:
+			if _, ok := keys[r.Voter]; !ok {
+				keys[r.Voter] = r.VKey() // nil: no key
+			}
+		case (r.Kind == vCast || r.Kind == vUncast) && r.Sig() != nil:
 			todo = append(todo, i)
 		}
 	}
 	if len(todo) == 0 {
-		return out
+		return out, keys
 	}
 	workers := min(runtime.GOMAXPROCS(0), 1+len(todo)/64)
 	var wg sync.WaitGroup
@@ -465,7 +653,7 @@ func verifySignatures(network string, recs []*VoteRec) []uint8 {
 					continue
 				}
 				msg := VoterMessage(network, r.KindName(), r.Ballot, r.Voter, r.EID, r.Choice, r.Seq)
-				if ed25519.Verify(key, msg, r.Sig) {
+				if ed25519.Verify(key, msg, r.Sig()) {
 					out[i] = sigGood
 				} else {
 					out[i] = sigBad
@@ -474,15 +662,15 @@ func verifySignatures(network string, recs []*VoteRec) []uint8 {
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, keys
 }
 
 // checkVoteSubmission replays one voter's records with the candidate added
 // and reports the candidate's violation, if any. defs are the ballot's
 // definitions, recs the voter's records on it.
 func checkVoteSubmission(network string, defs, recs []*VoteRec, cand *VoteRec) error {
-	if cand.Invalid != "" {
-		return &RefusedError{violation(cand.Key, cand.KindName(), RuleInvalid, cand.Invalid, nil)}
+	if cand.Invalid() != "" {
+		return &RefusedError{violation(cand.Key, cand.KindName(), RuleInvalid, cand.Invalid(), nil)}
 	}
 	var mine *Violation
 	emit := func(v Violation) {
@@ -504,7 +692,7 @@ func checkVoteSubmission(network string, defs, recs []*VoteRec, cand *VoteRec) e
 	}
 	all := append(slices.Clone(recs), cand)
 	sortVotes(all)
-	b := &ballotRun{network: network, def: def, voters: map[string]*voterState{}, emit: emit}
+	b := &ballotRun{network: network, def: def, voters: map[string]int32{}, emit: emit}
 	b.sigOK = func(_ int, r *VoteRec, key []byte) bool { return b.verify(r, key) }
 	for i, r := range all {
 		b.apply(i, r)

@@ -45,7 +45,7 @@ func localIndex(c *ucli.Context) (*apps.Index, error) {
 	case dataDir != "" && export != "":
 		return nil, usagef("give --data or --export, not both")
 	case dataDir != "":
-		d, err := node.OpenData(dataDir, slog.Default())
+		d, err := node.OpenDataReadOnly(dataDir, slog.Default())
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +172,7 @@ func tallyCommand() *ucli.Command {
 		Usage:     "count a ballot and list every violation, from a node, a data directory or an export",
 		ArgsUsage: "BALLOT",
 		Description: "Any two sources holding the same records print the same bytes. The digest line is\n" +
-			"SHA-256 over the sorted ids of the ballot's records: equal digests, equal inputs.",
+			"SHA-256 over the ids of the ballot's records in canonical order: equal digests, equal inputs.",
 		Flags: append(clientFlags(), viewFlags()...),
 		Action: func(c *ucli.Context) error {
 			if err := wantArgs(c, 1, 1); err != nil {

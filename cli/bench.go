@@ -3,7 +3,9 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"os"
 
+	"github.com/pyvnode/pyvnode/apps/appsbench"
 	"github.com/pyvnode/pyvnode/ledger/ledgerbench"
 	"github.com/pyvnode/pyvnode/testnet"
 	ucli "github.com/urfave/cli/v2"
@@ -139,6 +141,57 @@ func benchCommand() *ucli.Command {
 					return nil
 				},
 			},
+			benchTallyCommand(),
+		},
+	}
+}
+
+func benchTallyCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "tally",
+		Usage: "build a chain of vote records and time 'pyvnode tally --data' on it (wall time, peak RSS)",
+		Flags: []ucli.Flag{
+			&ucli.IntFlag{Name: "records", Value: 1_000_000, Usage: "vote records to build"},
+			&ucli.IntFlag{Name: "runs", Value: 3, Usage: "tallies to time"},
+			&ucli.StringFlag{Name: "dir", Usage: "keep the chain in this (new) directory instead of a temporary one"},
+			&ucli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		},
+		Action: func(c *ucli.Context) error {
+			if err := wantArgs(c, 0, 0); err != nil {
+				return err
+			}
+			if c.Int("records") < 2 || c.Int("runs") < 1 {
+				return usagef("--records must be at least 2 and --runs at least 1")
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			out := env(c)
+			bar := newProgress(out.Stderr, uint64(c.Int("records")), "build")
+			rep, err := appsbench.Run(c.Context, appsbench.Config{
+				Dir: c.String("dir"), Records: c.Int("records"), Runs: c.Int("runs"), Exe: exe, Logger: slog.Default(),
+				Progress: func(done, total int) { bar.set(uint64(done)) },
+			})
+			bar.done()
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(out.Stdout, rep)
+			}
+			w := out.Stdout
+			fmt.Fprintf(w, "chain              %d vote records, %d voters (built in %.1f s)\n", rep.Records, rep.Voters, rep.BuildSecs)
+			for i, s := range rep.RunSeconds {
+				rss := 0.0
+				if i < len(rep.RunRSSMB) {
+					rss = rep.RunRSSMB[i]
+				}
+				fmt.Fprintf(w, "pyvnode tally      run %d: %.2f s, peak RSS %.0f MB\n", i+1, s, rss)
+			}
+			fmt.Fprintf(w, "in process         read the chain into the index %.2f s, tally %.2f s\n", rep.IndexSeconds, rep.TallySeconds)
+			fmt.Fprintf(w, "result             %v, %d voted, %d violations\n", rep.Counts, rep.Voted, rep.Violations)
+			return nil
 		},
 	}
 }

@@ -50,6 +50,10 @@ type Options struct {
 	// refused: the frames after the damage may have been acknowledged.
 	// Only 'pyvnode chain repair' sets it, on an operator's decision.
 	RepairTail bool
+	// ReadOnly opens the store for reading alone (tallies and reports on a
+	// stopped node's data): the id filter that appends need is not built,
+	// which saves reading every id at open, and appends are refused.
+	ReadOnly bool
 	// CheckpointInterval is how often the indexes (Badger and the flat
 	// files) are synced and a checkpoint recorded. Acknowledged records are
 	// durable in the segments before that; this only bounds how much is
@@ -303,6 +307,9 @@ func (s *Store) load() error {
 			return fmt.Errorf("open chain store: %w; frames after the damage may hold acknowledged records, so nothing was cut: restore the segment from a backup or another node's export, or run 'pyvnode chain repair' to cut the chain at the damage", err)
 		}
 		return fmt.Errorf("open chain store: %w", err)
+	}
+	if s.opts.ReadOnly {
+		return nil
 	}
 	var ids uint64
 	if s.filter, ids, err = loadFilter(s.db, s.head.Size); err != nil {
@@ -566,6 +573,9 @@ func (t *Ticket) Wait() []Result {
 // peer catching up) can prepare the next batch while this one is written.
 // Batches are appended in the order they are submitted.
 func (s *Store) Submit(ctx context.Context, items []Pending) (*Ticket, error) {
+	if s.opts.ReadOnly {
+		return nil, errors.New("append: the chain was opened read-only")
+	}
 	for _, it := range items {
 		if it.Record == nil || it.Record.raw == nil {
 			return nil, errors.New("append: record was not produced by Sign or DecodeSignedRecord")

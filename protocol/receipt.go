@@ -47,7 +47,7 @@ func VerifyReceipt(ctx context.Context, c *Client, r *apps.Receipt) (*ReceiptChe
 	if c.Node.Network != r.Network {
 		return nil, fmt.Errorf("the server is on network %q, the receipt on %q", c.Node.Network, r.Network)
 	}
-	// Send the three requests at once: one round trip on loopback.
+	// Send both requests at once: one round trip.
 	getP, err := c.Send("get", map[string]any{"id": r.Record})
 	if err != nil {
 		return nil, err

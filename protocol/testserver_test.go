@@ -22,6 +22,7 @@ import (
 
 	"github.com/flynn/noise"
 	"github.com/fxamacker/cbor/v2"
+	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 	"github.com/pyvnode/pyvnode/protocol/files"
@@ -100,9 +101,10 @@ var cheapParams = accounts.Params{MemoryKiB: 64, Time: 1, Threads: 1}
 
 // testPasswords of the accounts every test server has.
 var testPasswords = map[string]string{
-	"admin":  "admin password 1",
-	"writer": "writer password 1",
-	"reader": "reader password 1",
+	"admin":     "admin password 1",
+	"writer":    "writer password 1",
+	"reader":    "reader password 1",
+	"authority": "authority password 1",
 }
 
 type serverOptions struct {
@@ -173,7 +175,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 		t.Fatal(err)
 	}
 	secret := map[string]string{}
-	for name, role := range map[string]accounts.Role{"admin": accounts.Admin, "writer": accounts.Writer, "reader": accounts.Reader} {
+	for name, role := range map[string]accounts.Role{"admin": accounts.Admin, "writer": accounts.Writer, "reader": accounts.Reader, "authority": accounts.Authority} {
 		added, err := acc.Add(name, role, testPasswords[name])
 		if err != nil {
 			t.Fatal(err)
@@ -192,7 +194,15 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	if o.gate {
 		be.gate = make(chan struct{}, 1024)
 	}
-	srv, err := NewServer(Config{Backend: be, Accounts: acc, Files: fs, Peers: &memPeers{}, Dev: !o.totp,
+	eng := apps.NewEngine(g.Network, st, func(ctx context.Context, kind string, payload cbor.RawMessage, author string, created time.Time) (*ledger.SignedRecord, ledger.Entry, error) {
+		rec, err := ledger.NewSignedRecord(ctx, id, g, kind, payload, author, created)
+		if err != nil {
+			return nil, ledger.Entry{}, err
+		}
+		e, err := st.Append(ctx, rec, 0, "local")
+		return rec, e, err
+	})
+	srv, err := NewServer(Config{Backend: be, Accounts: acc, Files: fs, Peers: &memPeers{}, Dev: !o.totp, Apps: eng,
 		Limits: o.limits, Logger: discardLogger(), Version: "test"})
 	if err != nil {
 		t.Fatal(err)
