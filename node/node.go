@@ -90,6 +90,8 @@ type Node struct {
 	ln       net.Listener
 	served   chan error
 	apps     *apps.Engine
+	warm     chan struct{} // closed when the applications' index has read the chain
+	stopWarm context.CancelFunc
 	started  time.Time
 }
 
@@ -138,6 +140,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		data.Close()
 		return nil, err
 	}
+	// Read the chain into the applications' index now rather than on the
+	// first tally or vote.
+	var warmCtx context.Context
+	warmCtx, n.stopWarm = context.WithCancel(context.Background())
+	n.warm = make(chan struct{})
+	go func() {
+		defer close(n.warm)
+		start := time.Now()
+		x, err := n.apps.Index(warmCtx)
+		if err != nil {
+			if warmCtx.Err() == nil {
+				log.Warn("applications index", "err", err)
+			}
+			return
+		}
+		log.Info("applications index ready", "height", x.Height(), "took", time.Since(start).Round(time.Millisecond).String())
+	}()
 	h := data.Store.Head()
 	log.Info("node started", "node_id", data.Identity.ID().String(),
 		"fingerprint", data.Identity.ID().Fingerprint(), "network", data.Genesis.Network,
@@ -232,6 +251,10 @@ func (n *Node) Close() error {
 			n.log.Error("stop p2p", "err", err)
 		}
 		n.net = nil
+	}
+	if n.warm != nil {
+		n.stopWarm()
+		<-n.warm
 	}
 	if err := n.data.Close(); err != nil {
 		return fmt.Errorf("close chain: %w", err)
