@@ -23,7 +23,9 @@ type Index struct {
 	funds     map[string]*fundIdx
 	resources []*ResourceRec
 	resSorted bool
-	kinds     map[string]int // application records read, per kind
+	// Application records read, per kind: votes by VoteRec.Kind, charity
+	// by CharityRec.Kind + 8, resources by ResourceRec.Kind + 16.
+	kinds [24]int
 }
 
 type ballotIdx struct {
@@ -43,7 +45,7 @@ type fundIdx struct {
 // NewIndex makes an empty index for a network (the network name is part of
 // what voters sign).
 func NewIndex(network string) *Index {
-	return &Index{network: network, ballots: map[string]*ballotIdx{}, funds: map[string]*fundIdx{}, resSorted: true, kinds: map[string]int{}}
+	return &Index{network: network, ballots: map[string]*ballotIdx{}, funds: map[string]*fundIdx{}, resSorted: true}
 }
 
 // Network is the network the index was made for.
@@ -78,7 +80,7 @@ func decodeApp(id ledger.ID, kind string, created int64, payload []byte) any {
 func (x *Index) insertLocked(rec any) {
 	switch r := rec.(type) {
 	case *VoteRec:
-		x.kinds[r.KindName()]++
+		x.kinds[r.Kind]++
 		b := x.ballots[r.Ballot]
 		if b == nil {
 			b = &ballotIdx{sorted: true}
@@ -96,7 +98,7 @@ func (x *Index) insertLocked(rec any) {
 			b.byVoter[r.Voter] = append(b.byVoter[r.Voter], r)
 		}
 	case *CharityRec:
-		x.kinds[r.KindName()]++
+		x.kinds[8+r.Kind]++
 		f := x.funds[r.Fund]
 		if f == nil {
 			f = &fundIdx{sorted: true}
@@ -107,7 +109,7 @@ func (x *Index) insertLocked(rec any) {
 		}
 		f.recs = append(f.recs, r)
 	case *ResourceRec:
-		x.kinds[r.KindName()]++
+		x.kinds[16+r.Kind]++
 		if n := len(x.resources); n > 0 && r.Key.Less(x.resources[n-1].Key) {
 			x.resSorted = false
 		}
@@ -247,7 +249,17 @@ func (x *Index) Height() uint64 {
 func (x *Index) Kinds() map[string]int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return maps.Clone(x.kinds)
+	out := map[string]int{}
+	for k, name := range voteKindNames {
+		out[name] = x.kinds[k]
+	}
+	for k, name := range charityKindNames {
+		out[name] = x.kinds[8+k]
+	}
+	for k, name := range resourceKindNames {
+		out[name] = x.kinds[16+k]
+	}
+	return out
 }
 
 // Tally computes a ballot's tally.

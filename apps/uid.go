@@ -2,6 +2,7 @@ package apps
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -154,7 +155,7 @@ func WriteReveal(path string, secret []byte, entries map[string]string) error {
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
-	out := append(append(append([]byte{}, revealMagic...), nonce...), aead.Seal(nil, nonce, plain, revealMagic)...)
+	out := sealReveal(aead, nonce, plain)
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".reveal-*")
 	if err != nil {
 		return err
@@ -176,6 +177,13 @@ func WriteReveal(path string, secret []byte, entries map[string]string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// sealReveal lays out a reveal file: magic, nonce, sealed content (the
+// magic is the associated data).
+func sealReveal(aead cipher.AEAD, nonce, plain []byte) []byte {
+	out := append(append([]byte{}, revealMagic...), nonce...)
+	return aead.Seal(out, nonce, plain, revealMagic)
 }
 
 // NewUID derives the id of text and records it in the reveal file.
