@@ -197,7 +197,8 @@ func fastVotePayload(raw []byte, p *votePayload, in interner) bool {
 			if !ok || m != 2 || l > uint64(len(raw)-next) {
 				return false
 			}
-			b := append([]byte(nil), raw[next:next+int(l)]...)
+			b := make([]byte, l) // an empty byte string is present, not absent
+			copy(b, raw[next:next+int(l)])
 			i = next + int(l)
 			if string(key) == "key" {
 				p.Key = b

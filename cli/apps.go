@@ -74,6 +74,9 @@ func indexFromExport(ctx context.Context, path string) (*apps.Index, error) {
 	if err != nil {
 		return nil, err
 	}
+	if er.Header.From != 0 {
+		return nil, fmt.Errorf("%s starts at height %d: a view needs every record, so export from height 0", path, er.Header.From)
+	}
 	x := apps.NewIndex(er.Header.Network)
 	v := &ledger.Validator{Genesis: er.Header.Genesis}
 	type item struct {
@@ -305,7 +308,7 @@ func voteCommand() *ucli.Command {
 			return err
 		}
 		return s.print(&rc, func(w io.Writer) {
-			fmt.Fprintf(w, "%s %s at height %d of node %s\nreceipt written to %s (check it with: pyvnode verify-receipt %s --server ANY-NODE)\n",
+			fmt.Fprintf(w, "%s %s at height %d of node %s\nreceipt written to %s (check it with: pyvnode verify-receipt --server ANY-NODE %s)\n",
 				kind, r.ID, r.Height, rc.Node.Short(), path, path)
 		})
 	}

@@ -687,6 +687,7 @@ func indTallyFull(network string, recs []indExportRecord, ballot string) (*indRe
 			continue
 		}
 		signed := r.kind == "vote.cast" || r.kind == "vote.uncast"
+		keyed := false // a signed record under a voter key that passed rule 8
 		if signed {
 			if r.created < opensNs || r.created >= closesNs {
 				violate(r, "outside-window", nil)
@@ -736,7 +737,7 @@ func indTallyFull(network string, recs []indExportRecord, ballot string) (*indRe
 				violate(r, "bad-signature", s.reg)
 				continue
 			}
-			s.hasLast, s.last = true, r.p.seq
+			keyed = true
 		}
 		switch r.kind {
 		case "vote.cast":
@@ -758,6 +759,9 @@ func indTallyFull(network string, recs []indExportRecord, ballot string) (*indRe
 			s.withdrawn = true
 			s.cast = nil
 			t.Withdrawn++
+		}
+		if keyed { // rule 11: only a counted cast or uncast uses up the number
+			s.hasLast, s.last = true, r.p.seq
 		}
 	}
 
@@ -1045,9 +1049,9 @@ func TestIndependentTallySelf(t *testing.T) {
 	f.add("erin-otherkey", "vote.cast", 1830*sec, op("erin", eid('e'), map[string]any{"choice": "green", "seq": 9,
 		"sig": sign(otherKey, "vote.cast", "erin", eid('e'), "green", 9)}), true) // bad-signature
 	f.add("erin-purple10", "vote.cast", 1840*sec, op("erin", eid('e'), map[string]any{"choice": "purple", "seq": 10,
-		"sig": sign(erinKey, "vote.cast", "erin", eid('e'), "purple", 10)}), true) // unknown-choice, but uses seq 10
+		"sig": sign(erinKey, "vote.cast", "erin", eid('e'), "purple", 10)}), true) // unknown-choice: does not use up seq 10
 	f.add("erin-blue10", "vote.cast", 1850*sec, op("erin", eid('e'), map[string]any{"choice": "blue", "seq": 10,
-		"sig": sign(erinKey, "vote.cast", "erin", eid('e'), "blue", 10)}), true) // replayed
+		"sig": sign(erinKey, "vote.cast", "erin", eid('e'), "blue", 10)}), true) // counts (10 > 5), replaces red
 	f.add("erin-mismatch", "vote.cast", 1860*sec, op("erin", eid('e'), map[string]any{"choice": "blue", "seq": 11,
 		"sig": sign(erinKey, "vote.cast", "erin", eid('e'), "green", 11)}), true) // bad-signature (signed another choice)
 	f.add("erin-uncast12", "vote.uncast", 1870*sec, op("erin", eid('e'), map[string]any{"seq": 12,
@@ -1088,7 +1092,7 @@ func TestIndependentTallySelf(t *testing.T) {
 		"ghost-cast": "not-registered", "frank-purple": "unknown-choice", "henry-late": "outside-window",
 		"judy-withdraw": "not-registered",
 		"erin-nosig":    "bad-signature", "erin-nosig2": "bad-signature", "erin-green5": "replayed", "erin-otherkey": "bad-signature",
-		"erin-purple10": "unknown-choice", "erin-blue10": "replayed", "erin-mismatch": "bad-signature",
+		"erin-purple10": "unknown-choice", "erin-mismatch": "bad-signature",
 		"alice-badeid": "invalid", "kim-choice": "invalid", "frank-key": "invalid", "frank-reason": "invalid", "mia-seq": "invalid", "bad-def3": "invalid", "bad-def2": "invalid",
 		"alice-late-uncast": "outside-window", "alice-late-withdraw": "outside-window",
 		"alice-undec": "invalid", "alice-undec2": "invalid", "b1-undec-def": "invalid",
@@ -1100,7 +1104,7 @@ func TestIndependentTallySelf(t *testing.T) {
 	// Hand-computed result: alice green, bob none, carol withdrawn, dave blue,
 	// erin green, frank blue, gina withdrawn. Registered alice, bob, carol,
 	// dave, erin, frank, gina. Replaced: alice red->green, frank
-	// red->green->blue.
+	// red->green->blue, erin red->blue.
 	want := &indepTally{
 		Counts:     map[string]int{"red": 0, "green": 2, "blue": 2},
 		Registered: 7, Withdrawn: 2, Effective: 5, Voted: 4,
@@ -1151,8 +1155,8 @@ func TestIndependentTallySelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.replaced != 3 {
-		t.Errorf("replaced = %d, want 3", res.replaced)
+	if res.replaced != 4 {
+		t.Errorf("replaced = %d, want 4", res.replaced)
 	}
 	if res.records != len(ids) {
 		t.Errorf("records = %d, want %d", res.records, len(ids))
