@@ -126,8 +126,8 @@ func (e *Engine) Submit(ctx context.Context, kind string, payload cbor.RawMessag
 	if err := e.idx.CatchUp(ctx, e.store); err != nil {
 		return nil, ledger.Entry{}, err
 	}
-	created := e.now()
-	if err := e.check(kind, payload, created.UnixNano()); err != nil {
+	created, err := e.check(kind, payload, e.now())
+	if err != nil {
 		return nil, ledger.Entry{}, err
 	}
 	rec, ent, err := e.put(ctx, kind, payload, author, created)
@@ -142,18 +142,50 @@ func (e *Engine) Submit(ctx context.Context, kind string, payload cbor.RawMessag
 	return rec, ent, nil
 }
 
-// check tests a candidate record against the index.
-func (e *Engine) check(kind string, payload []byte, created int64) error {
+// check tests a candidate record against the index and returns the
+// creation time to give it. The candidate is checked at its place in
+// canonical order, but its id is not known until it is signed: so its
+// time is moved on a nanosecond at a time until no record the check read
+// has the same time (a coarse clock), and the id cannot change its place.
+func (e *Engine) check(kind string, payload []byte, now time.Time) (time.Time, error) {
+	created := now.UnixNano()
+	taken := map[int64]bool{}
+	after := func(keys ...Key) {
+		for _, k := range keys {
+			taken[k.Created] = true
+		}
+		for taken[created] {
+			created++
+		}
+	}
+	var err error
 	switch {
 	case strings.HasPrefix(kind, "vote."):
+		probe := NewVoteRec(candidateID, kind, created, payload)
+		defs, recs := e.idx.voterRecords(probe.Ballot, probe.Voter)
+		for _, r := range recs {
+			after(r.Key)
+		}
+		if probe.Kind == vBallot {
+			for _, r := range defs {
+				after(r.Key)
+			}
+		}
 		cand := NewVoteRec(candidateID, kind, created, payload)
-		defs, recs := e.idx.voterRecords(cand.Ballot, cand.Voter)
-		return checkVoteSubmission(e.idx.network, defs, recs, cand)
+		err = checkVoteSubmission(e.idx.network, defs, recs, cand)
 	case strings.HasPrefix(kind, "charity."):
-		cand := NewCharityRec(candidateID, kind, created, payload)
-		return checkCharitySubmission(e.idx.fundRecords(cand.Fund), cand)
+		probe := NewCharityRec(candidateID, kind, created, payload)
+		recs := e.idx.fundRecords(probe.Fund)
+		for _, r := range recs {
+			after(r.Key)
+		}
+		err = checkCharitySubmission(recs, NewCharityRec(candidateID, kind, created, payload))
 	default:
-		cand := NewResourceRec(candidateID, kind, created, payload)
-		return checkResourceSubmission(e.idx.resourceRecords(), cand)
+		recs := e.idx.resourceRecords()
+		for _, r := range recs {
+			after(r.Key)
+		}
+		err = checkResourceSubmission(recs, NewResourceRec(candidateID, kind, created, payload))
 	}
+	return time.Unix(0, created), err
 }

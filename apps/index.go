@@ -51,7 +51,8 @@ func NewIndex(network string) *Index {
 // Network is the network the index was made for.
 func (x *Index) Network() string { return x.network }
 
-// Add takes one record. Records of other kinds are skipped.
+// Add takes one record; give each record once (CatchUp reads a chain, which
+// holds each once). Records of other kinds are skipped.
 func (x *Index) Add(id ledger.ID, kind string, created int64, payload []byte) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
