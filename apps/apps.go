@@ -158,6 +158,17 @@ func (v Violation) Error() string {
 	return s
 }
 
+// newViolation reports the record at k; ref, when set, is the earlier
+// record it clashes with.
+func newViolation(k Key, kind, rule, detail string, ref *Key) Violation {
+	v := Violation{ID: k.ID, Kind: kind, Created: k.Created, Rule: rule, Detail: detail}
+	if ref != nil {
+		id := ref.ID
+		v.Ref = &id
+	}
+	return v
+}
+
 // RefusedError wraps the violation a refused submission would have been.
 type RefusedError struct{ V Violation }
 

@@ -152,12 +152,11 @@ func newFundRun(emit func(Violation)) *fundRun {
 func (f *fundRun) apply(r *CharityRec) bool {
 	kind := r.KindName()
 	bad := func(rule, detail string, ref *CharityRec) bool {
-		v := Violation{ID: r.ID, Kind: kind, Created: r.Created, Rule: rule, Detail: detail}
+		var rk *Key
 		if ref != nil {
-			id := ref.ID
-			v.Ref = &id
+			rk = &ref.Key
 		}
-		f.emit(v)
+		f.emit(newViolation(r.Key, kind, rule, detail, rk))
 		return false
 	}
 	if r.Invalid != "" {

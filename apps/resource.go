@@ -172,12 +172,11 @@ const maxBalance = MaxTotal
 func (x *resourceRun) apply(r *ResourceRec) bool {
 	kind := r.KindName()
 	bad := func(rule, detail string, ref *ResourceRec) bool {
-		v := Violation{ID: r.ID, Kind: kind, Created: r.Created, Rule: rule, Detail: detail}
+		var rk *Key
 		if ref != nil {
-			id := ref.ID
-			v.Ref = &id
+			rk = &ref.Key
 		}
-		x.emit(v)
+		x.emit(newViolation(r.Key, kind, rule, detail, rk))
 		return false
 	}
 	if r.Invalid != "" {

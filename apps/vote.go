@@ -414,12 +414,10 @@ type ballotRun struct {
 }
 
 func violation(r Key, kind, rule, detail string, ref *VoteRec) Violation {
-	v := Violation{ID: r.ID, Kind: kind, Created: r.Created, Rule: rule, Detail: detail}
-	if ref != nil {
-		id := ref.ID
-		v.Ref = &id
+	if ref == nil {
+		return newViolation(r, kind, rule, detail, nil)
 	}
-	return v
+	return newViolation(r, kind, rule, detail, &ref.Key)
 }
 
 // apply replays record i; it reports whether the record counted.
