@@ -142,20 +142,24 @@ func (e *Engine) Submit(ctx context.Context, kind string, payload cbor.RawMessag
 	return rec, ent, nil
 }
 
+// MaxAheadOfClock bounds how far past its own clock the engine dates a
+// record to put it after the records it was checked against (records of
+// peers whose clocks run ahead, as replication accepts up to 10 minutes).
+const MaxAheadOfClock = 10 * time.Minute
+
 // check tests a candidate record against the index and returns the
-// creation time to give it. The candidate is checked at its place in
-// canonical order, but its id is not known until it is signed: so its
-// time is moved on a nanosecond at a time until no record the check read
-// has the same time (a coarse clock), and the id cannot change its place.
+// creation time to give it: its clock, or just after the latest record the
+// check read when that is later. A record placed last in canonical order
+// cannot change how any earlier record fares in the replay, so accepting
+// it never turns a record that counted into a violation, and its id
+// (unknown until it is signed) cannot change its place.
 func (e *Engine) check(kind string, payload []byte, now time.Time) (time.Time, error) {
 	created := now.UnixNano()
-	taken := map[int64]bool{}
 	after := func(keys ...Key) {
 		for _, k := range keys {
-			taken[k.Created] = true
-		}
-		for taken[created] {
-			created++
+			if k.Created >= created {
+				created = k.Created + 1
+			}
 		}
 	}
 	var err error
@@ -166,10 +170,8 @@ func (e *Engine) check(kind string, payload []byte, now time.Time) (time.Time, e
 		for _, r := range recs {
 			after(r.Key)
 		}
-		if probe.Kind == vBallot {
-			for _, r := range defs {
-				after(r.Key)
-			}
+		for _, r := range defs {
+			after(r.Key)
 		}
 		cand := NewVoteRec(candidateID, kind, created, payload)
 		err = checkVoteSubmission(e.idx.network, defs, recs, cand)
@@ -186,6 +188,10 @@ func (e *Engine) check(kind string, payload []byte, now time.Time) (time.Time, e
 			after(r.Key)
 		}
 		err = checkResourceSubmission(recs, NewResourceRec(candidateID, kind, created, payload))
+	}
+	if err == nil && created > now.Add(MaxAheadOfClock).UnixNano() {
+		return time.Time{}, fmt.Errorf("%w: a record this one must follow is dated %s, more than %s ahead of this node's clock; check the clocks",
+			ErrRefused, fmtNanos(created-1), MaxAheadOfClock)
 	}
 	return time.Unix(0, created), err
 }

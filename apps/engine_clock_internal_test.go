@@ -82,3 +82,57 @@ func TestEngineSameInstantSubmission(t *testing.T) {
 	}
 	t.Fatal("no disbursement sorted before its donation in 64 tries")
 }
+
+// TestEngineSameInstantVote: a ballot, a registration and a cast made
+// while the clock stands still all count, whatever their ids.
+func TestEngineSameInstantVote(t *testing.T) {
+	g := ledger.NewGenesis("testnet")
+	g.PowBits = 0
+	st, err := ledger.Open(ledger.Options{Dir: t.TempDir(), Genesis: g, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ident := &ledger.Identity{Key: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32))}
+	e := NewEngine("testnet", st, func(ctx context.Context, kind string, payload cbor.RawMessage, author string, created time.Time) (*ledger.SignedRecord, ledger.Entry, error) {
+		rec, err := ledger.NewSignedRecord(ctx, ident, g, kind, payload, author, created)
+		if err != nil {
+			return nil, ledger.Entry{}, err
+		}
+		ent, err := st.Append(ctx, rec, 0, "local")
+		return rec, ent, err
+	})
+	clock := time.Unix(1_800_000_000, 0)
+	e.now = func() time.Time { return clock }
+	ctx := context.Background()
+	submit := func(kind string, p map[string]any) *ledger.SignedRecord {
+		raw, err := ledger.EncodePayload(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _, err := e.Submit(ctx, kind, raw, "alice")
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		return rec
+	}
+	for i := range 32 {
+		b := fmt.Sprintf("b%d", i)
+		submit(KindBallot, map[string]any{"ballot": b, "question": "Q?", "choices": []any{"x", "y"},
+			"opens": clock.Unix() - 1, "closes": clock.Unix() + 3600})
+		reg := submit(KindRegister, map[string]any{"ballot": b, "voter": "v"})
+		p, _ := ledger.DecodePayload(reg.Payload)
+		submit(KindCast, map[string]any{"ballot": b, "voter": "v", "eid": p["eid"], "choice": "x"})
+		x, err := e.Index(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl, err := x.Tally(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tl.Registered != 1 || tl.Voted != 1 || len(tl.Violations) != 0 {
+			t.Fatalf("ballot %s made at one instant: %+v", b, tl)
+		}
+	}
+}

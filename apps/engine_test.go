@@ -320,13 +320,24 @@ func TestEngineChecksReplicatedRecords(t *testing.T) {
 	e.mustSubmit(apps.KindDisbursement, map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(300)})
 	e.appendDirect(apps.KindRegister, map[string]any{"ballot": "b", "voter": "carol", "eid": eid(3)}, time.Now())
 	e.refused(apps.KindRegister, map[string]any{"ballot": "b", "voter": "carol"}, apps.RuleDupRegister)
-	// Records created in the future (a peer's clock ahead) are checked at
-	// their place in canonical order: an earlier disbursement cannot spend them.
-	e.appendDirect(apps.KindDonation, map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(50)}, time.Now().Add(time.Hour))
-	e.refused(apps.KindDisbursement, map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(50)}, apps.RuleOverdraft)
+	// A record created in the future (a peer's clock ahead): a new
+	// submission is dated after it, so it can spend it and, above all,
+	// cannot turn it into a violation by sorting before it.
+	e.appendDirect(apps.KindDonation, map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(50)}, time.Now().Add(5*time.Minute))
+	rec := e.mustSubmit(apps.KindDisbursement, map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(50)})
+	if time.Unix(0, rec.Created).Before(time.Now().Add(4 * time.Minute)) {
+		t.Errorf("disbursement dated %s, not after the future donation", time.Unix(0, rec.Created))
+	}
 	r, err := e.index().FundReport("f")
-	if err != nil || r.Received != 350 || r.Disbursed != 300 || len(r.Violations) != 0 {
+	if err != nil || r.Received != 350 || r.Disbursed != 350 || len(r.Violations) != 0 {
 		t.Errorf("report %+v, %v", r, err)
+	}
+	// One too far ahead of the clock: the engine will not date a record
+	// that far into the future, and says so.
+	e.appendDirect(apps.KindDonation, map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(50)}, time.Now().Add(time.Hour))
+	raw, _ := ledger.EncodePayload(map[string]any{"fund": "f", "currency": "EUR", "amount": uint64(1)})
+	if _, _, err := e.eng.Submit(context.Background(), apps.KindDonation, raw, "alice"); !errors.Is(err, apps.ErrRefused) || !strings.Contains(err.Error(), "ahead of this node's clock") {
+		t.Errorf("submission after a record an hour ahead: %v", err)
 	}
 }
 

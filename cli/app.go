@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -89,7 +90,7 @@ func newApp(env Env) *ucli.App {
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*ucli.Context, error) {}, // Run maps errors to exit codes
 		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
-			return usageError{err.Error()}
+			return usageError{err.Error() + misplacedFlagHint(c, err)}
 		},
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "log-format", Value: "text", Usage: "log format on stderr: text or json"},
@@ -122,6 +123,30 @@ func newApp(env Env) *ucli.App {
 	}
 	setUsageErrors(app.Commands, app.OnUsageError)
 	return app
+}
+
+// misplacedFlagHint explains an unknown flag that the command's group
+// takes: "pyvnode vote cast --server X" should be "pyvnode vote --server X
+// cast".
+func misplacedFlagHint(c *ucli.Context, err error) string {
+	const prefix = "flag provided but not defined: -"
+	msg := err.Error()
+	i := strings.Index(msg, prefix)
+	if i < 0 {
+		return ""
+	}
+	name := strings.TrimLeft(msg[i+len(prefix):], "-")
+	for _, l := range c.Lineage()[1:] {
+		if l.Command == nil {
+			continue
+		}
+		for _, f := range l.Command.Flags {
+			if slices.Contains(f.Names(), name) {
+				return fmt.Sprintf(" (--%s belongs to '%s': put it right after %q, before the subcommand)", name, l.Command.HelpName, l.Command.Name)
+			}
+		}
+	}
+	return ""
 }
 
 // setUsageErrors makes every command report bad flags as a usage error

@@ -1132,3 +1132,12 @@ func TestBenchLedgerJSON(t *testing.T) {
 	}
 	wantExit(t, ExitUsage, []string{"bench", "ledger", "--records", "0"}, "--records must be at least 1")
 }
+
+func TestMisplacedGroupFlagHint(t *testing.T) {
+	wantExit(t, ExitUsage, []string{"vote", "cast", "--server", "127.0.0.1:1", "--ballot", "b", "yes"}, "--server belongs to 'pyvnode vote'")
+	wantExit(t, ExitUsage, []string{"charity", "report", "--user", "x", "f"}, "--user belongs to 'pyvnode charity'")
+	r := wantExit(t, ExitUsage, []string{"vote", "cast", "--nonsense"}, "flag provided but not defined")
+	if strings.Contains(r.stderr, "belongs to") {
+		t.Errorf("hint for a flag no group takes: %s", r.stderr)
+	}
+}

@@ -114,10 +114,13 @@ func cborSkip(b []byte, i, depth int) (int, bool) {
 		return next + int(arg), true
 	case 4, 5:
 		n := arg
-		if major == 5 {
-			n *= 2
-		}
 		if n > uint64(len(b)-next) { // every item takes a byte at least
+			return 0, false
+		}
+		if major == 5 {
+			n *= 2 // cannot wrap: n is below len(b)
+		}
+		if n > uint64(len(b)-next) {
 			return 0, false
 		}
 		for range n {

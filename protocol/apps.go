@@ -51,6 +51,27 @@ func appError(err error) error {
 	return ledgerError(err)
 }
 
+// viewSlots bounds the views (tallies, reports) computed at once: each
+// copies its records and builds its own state (about 90 MB and most of a
+// core for a ballot of a million records), and anyone may ask for one.
+var viewSlots = make(chan struct{}, 2)
+
+// view computes a view in one of the slots, waiting for one while ctx lasts.
+func view[T any](ctx context.Context, compute func() (T, error)) (T, error) {
+	var zero T
+	select {
+	case viewSlots <- struct{}{}:
+	case <-ctx.Done():
+		return zero, errorf(ErrBusy, "too many tallies and reports being computed; try again")
+	}
+	defer func() { <-viewSlots }()
+	v, err := compute()
+	if err != nil {
+		return zero, appError(err)
+	}
+	return v, nil
+}
+
 func (se *session) index(ctx context.Context) (*apps.Index, error) {
 	eng := se.srv.cfg.Apps
 	if eng == nil {
@@ -148,11 +169,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			t, err := x.Tally(a.Ballot)
-			if err != nil {
-				return nil, appError(err)
-			}
-			return t, nil
+			return view(ctx, func() (*apps.Tally, error) { return x.Tally(a.Ballot) })
 		}})
 	register(&command{name: "charity.funds", help: "the funds on the chain",
 		run: func(ctx context.Context, se *session, _ cbor.RawMessage) (any, error) {
@@ -172,11 +189,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			r, err := x.FundReport(a.Fund)
-			if err != nil {
-				return nil, appError(err)
-			}
-			return r, nil
+			return view(ctx, func() (*apps.FundReport, error) { return x.FundReport(a.Fund) })
 		}})
 	register(&command{name: "resource.report", args: "[period] [account]", help: "balances and usage per period (day, month, year)",
 		run: func(ctx context.Context, se *session, raw cbor.RawMessage) (any, error) {
@@ -194,10 +207,6 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			r, err := x.ResourceReport(a.Period, a.Account)
-			if err != nil {
-				return nil, appError(err)
-			}
-			return r, nil
+			return view(ctx, func() (*apps.ResourceReport, error) { return x.ResourceReport(a.Period, a.Account) })
 		}})
 }
