@@ -228,7 +228,7 @@ func chainImportCommand() *ucli.Command {
 			out := env(c)
 			bar := newProgress(out.Stderr, 0, "importing")
 			start := time.Now()
-			rep, err := ledger.Import(c.Context, d.Store, r, ledger.ImportOptions{Progress: bar.set})
+			rep, err := ledger.Import(c.Context, d.Store, r, ledger.ImportOptions{Progress: bar.set, Check: apps.CheckRecord})
 			bar.done()
 			if rep != nil {
 				fmt.Fprintf(out.Stdout, "read %d records: %d appended, %d already present (%s)\n",

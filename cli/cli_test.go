@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1139,5 +1140,35 @@ func TestMisplacedGroupFlagHint(t *testing.T) {
 	r := wantExit(t, ExitUsage, []string{"vote", "cast", "--nonsense"}, "flag provided but not defined")
 	if strings.Contains(r.stderr, "belongs to") {
 		t.Errorf("hint for a flag no group takes: %s", r.stderr)
+	}
+}
+
+// An import takes nothing peers would refuse: a vote record whose payload
+// does not fit its schema (written here past the application rules, as an
+// older version or a hand-made chain could have) stops the import.
+func TestChainImportRefusesBadApplicationPayload(t *testing.T) {
+	a, _ := initDir(t, "schemanet", 0)
+	d, err := node.OpenData(a, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := ledger.EncodePayload(map[string]any{"text": "fine"})
+	bad, _ := ledger.EncodePayload(map[string]any{"choice": "b"}) // a vote.cast without ballot, voter or eid
+	for _, p := range []struct {
+		kind    string
+		payload []byte
+	}{{"note.text", good}, {"vote.cast", bad}} {
+		if _, _, err := node.Put(t.Context(), d, p.kind, p.payload, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	mustRun(t, "chain", "export", "--data", a, "--out", file)
+	b := filepath.Join(t.TempDir(), "b")
+	mustRun(t, "init", "--data", b, "--genesis", node.GenesisPath(a))
+	wantExit(t, ExitError, []string{"chain", "import", "--data", b, file}, "export line 3", "ballot")
+	if n := headSize(t, b); n != 0 {
+		t.Errorf("the import appended %d records of the refused batch", n)
 	}
 }

@@ -14,6 +14,10 @@ type ImportOptions struct {
 	Workers  int               // signature checkers; default GOMAXPROCS
 	Batch    int               // records per AppendBatch; default 2048
 	Progress func(read uint64) // called after each batch
+	// Check, when set, runs on each record after the ledger's checks (the
+	// applications' payload schemas, as peers apply them to replicated
+	// records), so an import takes nothing peers would refuse.
+	Check func(*SignedRecord) error
 }
 
 // ImportReport counts what an import did.
@@ -42,7 +46,7 @@ func Import(ctx context.Context, s *Store, r io.Reader, opts ImportOptions) (*Im
 	if er.Header.GenesisHash != s.opts.Genesis.Hash() {
 		return nil, fmt.Errorf("%w: export is of network %q (genesis %s)", ErrWrongNetwork, er.Header.Network, er.Header.GenesisHash)
 	}
-	v := &Validator{Genesis: s.opts.Genesis}
+	v := &Validator{Genesis: s.opts.Genesis, Extra: opts.Check}
 	rep := &ImportReport{}
 	for {
 		lines, recs, done, err := readImportBatch(er, opts.Batch)
