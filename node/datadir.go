@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pyvnode/pyvnode/internal/fsutil"
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 )
@@ -172,7 +173,7 @@ func EnsureAdmin(dir string, g *ledger.Genesis) (*accounts.Added, error) {
 		"This password works once: log in and choose a new one with 'passwd'.\n"+
 		"Add the TOTP secret to an authenticator app. Then delete this file.\n",
 		added.Password, added.TOTP.URI)
-	if err := accounts.WriteFileAtomic(AdminPasswordPath(dir), []byte(text), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(AdminPasswordPath(dir), []byte(text), 0o600); err != nil {
 		return nil, err
 	}
 	return added, nil

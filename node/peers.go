@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/pyvnode/pyvnode/protocol/accounts"
+	"github.com/pyvnode/pyvnode/internal/fsutil"
 )
 
 // Peers is the list of replication peers an admin configured, kept in
@@ -98,5 +98,5 @@ func (p *Peers) save(list []string) error {
 	if err != nil {
 		return err
 	}
-	return accounts.WriteFileAtomic(p.path, append(b, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(p.path, append(b, '\n'), 0o600)
 }

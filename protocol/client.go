@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/pyvnode/pyvnode/internal/fsutil"
 	"github.com/pyvnode/pyvnode/ledger"
-	"github.com/pyvnode/pyvnode/protocol/accounts"
 )
 
 // Client errors.
@@ -213,7 +213,7 @@ func writeKnownNodes(path string, known map[string]ledger.NodeID) error {
 	for _, a := range addrs {
 		fmt.Fprintf(&b, "%s %s\n", a, known[a])
 	}
-	return accounts.WriteFileAtomic(path, []byte(b.String()), 0o600)
+	return fsutil.WriteFileAtomic(path, []byte(b.String()), 0o600)
 }
 
 func (c *Client) readLoop() {

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyvnode/pyvnode/internal/fsutil"
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/node"
 	"github.com/pyvnode/pyvnode/p2p"
@@ -250,7 +251,7 @@ func prepare(dir string, i int, g *ledger.Genesis, clientPort, p2pPort int) (*No
 	pwFile := node.AdminPasswordPath(data)
 	text := password + "\n\nThe password of user admin on this testnet node (first line).\n" +
 		"Testnet nodes run with --dev: logins need no TOTP code.\n"
-	if err := accounts.WriteFileAtomic(pwFile, []byte(text), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(pwFile, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
 	pid, err := p2p.PeerID(id)
@@ -319,7 +320,7 @@ func (c *Cluster) save() error {
 	if err != nil {
 		return err
 	}
-	return accounts.WriteFileAtomic(filepath.Join(c.Dir, ClusterFile), append(b, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(c.Dir, ClusterFile), append(b, '\n'), 0o600)
 }
 
 // Load reads a testnet's cluster.json (for status and down).
