@@ -13,6 +13,7 @@ import (
 	"github.com/mdp/qrterminal/v3"
 	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/ledger"
+	"github.com/pyvnode/pyvnode/nodelog"
 	"github.com/pyvnode/pyvnode/p2p"
 	"github.com/pyvnode/pyvnode/protocol"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
@@ -48,6 +49,9 @@ type Config struct {
 	SyncInterval time.Duration
 	// Replication is the replication log. Default Logger.
 	Replication *slog.Logger
+	// LogHub receives live log entries for the control panel; nil means
+	// none.
+	LogHub *nodelog.Hub
 	// Out receives what is printed once for the operator on first start
 	// (the admin's one-time password and TOTP QR code). Default io.Discard.
 	Out io.Writer
