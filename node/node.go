@@ -18,6 +18,7 @@ import (
 	"github.com/pyvnode/pyvnode/protocol"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 	"github.com/pyvnode/pyvnode/protocol/files"
+	"github.com/pyvnode/pyvnode/web"
 )
 
 // DefaultListen is the client protocol's address unless told otherwise.
@@ -52,6 +53,9 @@ type Config struct {
 	// LogHub receives live log entries for the control panel; nil means
 	// none.
 	LogHub *nodelog.Hub
+	// HTTP is the control panel's, read API's and metrics' address
+	// (web.DefaultListen by default in the CLI); "" or "-" turns HTTP off.
+	HTTP string
 	// Out receives what is printed once for the operator on first start
 	// (the admin's one-time password and TOTP QR code). Default io.Discard.
 	Out io.Writer
@@ -97,6 +101,9 @@ type Node struct {
 	warm     chan struct{} // closed when the applications' index has read the chain
 	stopWarm context.CancelFunc
 	started  time.Time
+	web      *web.Server
+	httpLn   net.Listener
+	httpDone chan error
 }
 
 // Start opens the node's data directory, initialising it on first start,
@@ -161,10 +168,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		log.Info("applications index ready", "height", x.Height(), "took", time.Since(start).Round(time.Millisecond).String())
 	}()
+	if err := n.startHTTP(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	h := data.Store.Head()
 	log.Info("node started", "node_id", data.Identity.ID().String(),
 		"fingerprint", data.Identity.ID().Fingerprint(), "network", data.Genesis.Network,
-		"height", h.Size, "root", h.Root.String(), "data", cfg.DataDir, "client_addr", n.ClientAddr(), "dev", cfg.Dev)
+		"height", h.Size, "root", h.Root.String(), "data", cfg.DataDir, "client_addr", n.ClientAddr(),
+		"http_addr", n.HTTPAddr(), "dev", cfg.Dev)
 	return n, nil
 }
 
@@ -242,6 +254,7 @@ func (n *Node) Run(ctx context.Context) error {
 // Close stops the node: sessions finish the requests they are running
 // (appends included, up to 30 s), then the chain is closed.
 func (n *Node) Close() error {
+	n.stopHTTP()
 	if n.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := n.server.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {

@@ -1,0 +1,804 @@
+package web
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pyvnode/pyvnode/apps"
+	"github.com/pyvnode/pyvnode/ledger"
+)
+
+// query reads a request's parameters, refusing ones the endpoint does not
+// take (a misspelt parameter would otherwise be silently ignored).
+type query struct {
+	v url.Values
+}
+
+func readQuery(r *http.Request, allowed ...string) (query, error) {
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return query{}, badRequest("malformed query string: %v", err)
+	}
+	for k := range v {
+		if !slices.Contains(allowed, k) {
+			if len(allowed) == 0 {
+				return query{}, badRequest("%s takes no parameters, got %q", r.URL.Path, k)
+			}
+			return query{}, badRequest("unknown parameter %q (this endpoint takes %s)", k, strings.Join(allowed, ", "))
+		}
+	}
+	return query{v}, nil
+}
+
+func (q query) str(name string) (string, bool, error) {
+	vs, ok := q.v[name]
+	if !ok {
+		return "", false, nil
+	}
+	if len(vs) > 1 {
+		return "", false, badRequest("parameter %q given %d times", name, len(vs))
+	}
+	return vs[0], true, nil
+}
+
+// uint reads a non-negative decimal integer.
+func (q query) uint(name string) (uint64, bool, error) {
+	s, ok, err := q.str(name)
+	if err != nil || !ok {
+		return 0, ok, err
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false, badRequest("parameter %q: %q is not a non-negative integer", name, s)
+	}
+	return n, true, nil
+}
+
+func parseID(s string) (ledger.ID, error) {
+	var id ledger.ID
+	if len(s) != 64 {
+		return id, badRequest("record id %q: want 64 hex digits", clip(s))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, badRequest("record id %q: not hex", clip(s))
+	}
+	return id, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// ledgerError maps the chain's errors to API errors.
+func ledgerError(err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return errorf(http.StatusNotFound, "not_found", "%v", err)
+	case errors.Is(err, ledger.ErrClosed):
+		return errorf(http.StatusServiceUnavailable, "unavailable", "the node is stopping")
+	}
+	return err
+}
+
+// ---- node and head ----
+
+type infoResult struct {
+	Network           string   `json:"network"`
+	NodeID            string   `json:"node_id"`
+	Fingerprint       string   `json:"fingerprint"`
+	PeerID            string   `json:"peer_id,omitempty"`
+	Version           string   `json:"version"`
+	StartedTime       string   `json:"started_time"`
+	UptimeSeconds     float64  `json:"uptime_seconds"`
+	Size              uint64   `json:"size"`
+	Root              string   `json:"root"`
+	Link              string   `json:"link"`
+	RecordsPerSecond  float64  `json:"records_per_second"`
+	GenesisHash       string   `json:"genesis_hash"`
+	Peers             int      `json:"peers"`
+	AppsReady         bool     `json:"apps_ready"`
+	Dev               bool     `json:"dev"`
+	Replication       bool     `json:"replication"`
+	ReplicationLagSec *float64 `json:"replication_lag_seconds,omitempty"`
+}
+
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	h := s.cfg.Store.Head()
+	gh := s.cfg.Genesis.Hash()
+	id := s.cfg.Identity.ID()
+	out := infoResult{
+		Network: s.cfg.Genesis.Network, NodeID: id.String(), Fingerprint: id.Fingerprint(),
+		Version: s.cfg.Version, StartedTime: s.cfg.Started.UTC().Format(time.RFC3339),
+		UptimeSeconds: time.Since(s.cfg.Started).Seconds(), Size: h.Size, Root: h.Root.String(), Link: h.Link.String(),
+		RecordsPerSecond: s.rate.perSecond(), GenesisHash: hex.EncodeToString(gh[:]), AppsReady: s.cfg.AppsReady(), Dev: s.cfg.Dev,
+	}
+	if rep := s.cfg.Replicator; rep != nil {
+		st := rep.Network()
+		out.Replication, out.PeerID = true, st.PeerID
+		var lag float64
+		have := false
+		for _, p := range st.Peers {
+			if !p.Ready {
+				continue
+			}
+			out.Peers++
+			l := lagOf(p.LastSync, p.Since)
+			if !have || l > lag {
+				lag, have = l, true
+			}
+		}
+		if have {
+			out.ReplicationLagSec = &lag
+		}
+	}
+	writeJSON(w, r, "", "no-store", out)
+}
+
+// lagOf is how long a ready peer has gone without a successful sync: since
+// the last one, or since it connected when there was none.
+func lagOf(lastSync, since time.Time) float64 {
+	t := lastSync
+	if t.IsZero() {
+		t = since
+	}
+	if t.IsZero() {
+		return 0
+	}
+	return time.Since(t).Seconds()
+}
+
+type headResult struct {
+	Size uint64 `json:"size"`
+	Root string `json:"root"`
+	Link string `json:"link"`
+}
+
+func (s *Server) handleHead(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	h := s.cfg.Store.Head()
+	writeJSON(w, r, "head-"+h.Link.String()+"-"+strconv.FormatUint(h.Size, 10), cacheHead,
+		headResult{Size: h.Size, Root: h.Root.String(), Link: h.Link.String()})
+}
+
+type signedCP struct {
+	size       uint64
+	link       ledger.Hash
+	root       ledger.Hash
+	checkpoint string
+}
+
+// checkpoint signs the current head once per head: a busy API answers
+// many requests for the same size.
+func (s *Server) checkpoint() (signedCP, error) {
+	s.cpMu.Lock()
+	defer s.cpMu.Unlock()
+	h := s.cfg.Store.Head()
+	if s.cp.checkpoint != "" && s.cp.size == h.Size && s.cp.link == h.Link {
+		return s.cp, nil
+	}
+	cp := &ledger.Checkpoint{Network: s.cfg.Genesis.Network, Node: s.cfg.Identity.ID(), Size: h.Size, Root: h.Root, Link: h.Link, Time: time.Now()}
+	note, err := ledger.SignCheckpoint(cp, s.cfg.Identity)
+	if err != nil {
+		return signedCP{}, err
+	}
+	s.cp = signedCP{size: h.Size, link: h.Link, root: h.Root, checkpoint: string(note)}
+	return s.cp, nil
+}
+
+type checkpointResult struct {
+	Size        uint64 `json:"size"`
+	Root        string `json:"root"`
+	Link        string `json:"link"`
+	Checkpoint  string `json:"checkpoint"`
+	PublicKey   string `json:"public_key"`
+	VerifierKey string `json:"verifier_key"`
+}
+
+func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	cp, err := s.checkpoint()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id := s.cfg.Identity.ID()
+	vk, err := ledger.NoteVerifierKey(s.cfg.Genesis.Network, id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, r, "cp-"+cp.link.String()+"-"+strconv.FormatUint(cp.size, 10), cacheHead, checkpointResult{
+		Size: cp.size, Root: cp.root.String(), Link: cp.link.String(), Checkpoint: cp.checkpoint,
+		PublicKey: id.String(), VerifierKey: vk,
+	})
+}
+
+// ---- records ----
+
+type recordsResult struct {
+	Records []json.RawMessage `json:"records"`
+	Next    int64             `json:"next"`
+	Size    uint64            `json:"size"`
+}
+
+func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) {
+	q, err := readQuery(r, "from", "count", "order")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	size := s.cfg.Store.Count()
+	order, _, err := q.str("order")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if order != "" && order != "asc" && order != "desc" {
+		writeError(w, badRequest("parameter \"order\": %q is not asc or desc", order))
+		return
+	}
+	desc := order == "desc"
+	from, hasFrom, err := q.uint("from")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	count, hasCount, err := q.uint("count")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !hasCount {
+		count = DefaultPage
+	}
+	if count == 0 || count > MaxPage {
+		writeError(w, badRequest("parameter \"count\": %d is not between 1 and %d", count, MaxPage))
+		return
+	}
+	if desc && !hasFrom {
+		if size == 0 {
+			writeJSON(w, r, "", cacheHead, recordsResult{Records: []json.RawMessage{}, Next: -1, Size: 0})
+			return
+		}
+		from = size - 1
+	}
+	out := recordsResult{Records: []json.RawMessage{}, Size: size}
+	var heights []uint64
+	if desc {
+		if from >= size {
+			if size == 0 {
+				out.Next = -1
+				writeJSON(w, r, "", cacheHead, out)
+				return
+			}
+			from = size - 1
+		}
+		for h := int64(from); h >= 0 && uint64(len(heights)) < count; h-- {
+			heights = append(heights, uint64(h))
+		}
+	} else {
+		for h := from; h < size && uint64(len(heights)) < count; h++ {
+			heights = append(heights, h)
+		}
+	}
+	bytes := 0
+	var last ledger.Hash
+	for _, h := range heights {
+		rec, e, err := s.cfg.Store.GetByHeight(h)
+		if err != nil {
+			writeError(w, ledgerError(err))
+			return
+		}
+		b, err := encodeRecord(rec, e)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if bytes+len(b) > MaxPageBytes && len(out.Records) > 0 {
+			break
+		}
+		bytes += len(b)
+		out.Records = append(out.Records, b)
+		last = e.Link
+	}
+	n := uint64(len(out.Records))
+	if desc {
+		out.Next = int64(from) - int64(n)
+	} else {
+		out.Next = int64(from + n)
+		if n == 0 {
+			out.Next = int64(max(from, size))
+		}
+	}
+	// A page that could still grow (it reaches the head, or was cut short
+	// by the head) is about the head; one that ends below it never changes.
+	cache, etag := cacheHead, ""
+	full := n == count || (n > 0 && !desc && from+n < size)
+	if desc {
+		full = n > 0
+	}
+	if full && n > 0 {
+		cache = cacheImmutable
+		etag = fmt.Sprintf("rec-%s-%d-%d-%s", order, from, n, last)
+	} else {
+		h := s.cfg.Store.Head()
+		etag = fmt.Sprintf("rec-%s-%d-%d-%s", order, from, h.Size, h.Link)
+	}
+	writeJSON(w, r, etag, cache, out)
+}
+
+func encodeRecord(rec *ledger.SignedRecord, e ledger.Entry) (json.RawMessage, error) {
+	x, err := ledger.NewExportRecord(rec, e)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(x)
+}
+
+func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := parseID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, e, err := s.cfg.Store.Get(id)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	s.writeRecord(w, r, rec, e)
+}
+
+func (s *Server) handleRecordAt(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	hs := r.PathValue("height")
+	h, err := strconv.ParseUint(hs, 10, 64)
+	if err != nil {
+		writeError(w, badRequest("height %q is not a non-negative integer", clip(hs)))
+		return
+	}
+	if size := s.cfg.Store.Count(); h >= size {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "no record at height %d: the chain has %d", h, size))
+		return
+	}
+	rec, e, err := s.cfg.Store.GetByHeight(h)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	s.writeRecord(w, r, rec, e)
+}
+
+func (s *Server) writeRecord(w http.ResponseWriter, r *http.Request, rec *ledger.SignedRecord, e ledger.Entry) {
+	b, err := encodeRecord(rec, e)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, r, "entry-"+e.Link.String(), cacheImmutable, b)
+}
+
+// ---- proofs ----
+
+type inclusionResult struct {
+	ID         string   `json:"id"`
+	Index      uint64   `json:"index"`
+	Size       uint64   `json:"size"`
+	Root       string   `json:"root"`
+	LeafHash   string   `json:"leaf_hash"`
+	Proof      []string `json:"proof"`
+	Checkpoint string   `json:"checkpoint,omitempty"`
+}
+
+func (s *Server) handleInclusion(w http.ResponseWriter, r *http.Request) {
+	q, err := readQuery(r, "id", "size")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ids, ok, err := q.str("id")
+	if err == nil && !ok {
+		err = badRequest("parameter \"id\" is required")
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := parseID(ids)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	size, hasSize, err := q.uint("size")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	st := s.cfg.Store
+	idx, err := st.Height(id)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	out := inclusionResult{ID: id.String(), Index: idx, LeafHash: ledger.LeafHash(id).String()}
+	var root ledger.Hash
+	cache, etag := cacheImmutable, ""
+	if hasSize {
+		if idx >= size || size > st.Count() {
+			writeError(w, badRequest("record %s is at height %d: size must be above it and at most %d", id, idx, st.Count()))
+			return
+		}
+		if root, err = st.RootAt(size); err != nil {
+			writeError(w, ledgerError(err))
+			return
+		}
+		etag = fmt.Sprintf("incl-%s-%d", id, size)
+	} else {
+		cp, err := s.checkpoint()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		size, root, out.Checkpoint = cp.size, cp.root, cp.checkpoint
+		cache, etag = cacheHead, fmt.Sprintf("incl-%s-%d-%s", id, size, cp.link)
+	}
+	p, err := st.InclusionProof(idx, size)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	out.Size, out.Root, out.Proof = size, root.String(), hexList(p)
+	writeJSON(w, r, etag, cache, out)
+}
+
+func hexList(p [][]byte) []string {
+	out := make([]string, len(p))
+	for i, b := range p {
+		out[i] = hex.EncodeToString(b)
+	}
+	return out
+}
+
+type consistencyResult struct {
+	Old     uint64   `json:"old"`
+	New     uint64   `json:"new"`
+	OldRoot string   `json:"old_root"`
+	NewRoot string   `json:"new_root"`
+	Proof   []string `json:"proof"`
+}
+
+func (s *Server) handleConsistency(w http.ResponseWriter, r *http.Request) {
+	q, err := readQuery(r, "old", "new")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	old, hasOld, err := q.uint("old")
+	if err == nil && !hasOld {
+		err = badRequest("parameter \"old\" is required")
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	st := s.cfg.Store
+	size := st.Count()
+	nw, hasNew, err := q.uint("new")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cache := cacheImmutable
+	if !hasNew {
+		nw, cache = size, cacheHead
+	}
+	if old > nw || nw > size {
+		writeError(w, badRequest("need old <= new <= %d, got old %d and new %d", size, old, nw))
+		return
+	}
+	p, err := st.ConsistencyProof(old, nw)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	oldRoot, err := st.RootAt(old)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	newRoot, err := st.RootAt(nw)
+	if err != nil {
+		writeError(w, ledgerError(err))
+		return
+	}
+	writeJSON(w, r, fmt.Sprintf("cons-%d-%d-%s", old, nw, newRoot), cache,
+		consistencyResult{Old: old, New: nw, OldRoot: oldRoot.String(), NewRoot: newRoot.String(), Proof: hexList(p)})
+}
+
+// ---- applications ----
+
+// index gives the applications' index once it has read the chain.
+func (s *Server) index(ctx context.Context) (*apps.Index, error) {
+	if s.cfg.Apps == nil {
+		return nil, errorf(http.StatusServiceUnavailable, "unavailable", "this node does not run the applications")
+	}
+	if !s.cfg.AppsReady() {
+		return nil, errorf(http.StatusServiceUnavailable, "unavailable", "the applications' index is still reading the chain; try again shortly")
+	}
+	return s.cfg.Apps.Index(ctx)
+}
+
+// view computes a tally or report in one of the view slots.
+func view[T any](s *Server, r *http.Request, compute func(*apps.Index) (T, error)) (T, error) {
+	var zero T
+	x, err := s.index(r.Context())
+	if err != nil {
+		return zero, err
+	}
+	select {
+	case s.views <- struct{}{}:
+	default:
+		// Wait briefly rather than refuse a burst outright.
+		t := time.NewTimer(2 * time.Second)
+		defer t.Stop()
+		select {
+		case s.views <- struct{}{}:
+		case <-t.C:
+			return zero, errorf(http.StatusTooManyRequests, "too_many", "too many tallies and reports being computed; try again")
+		case <-r.Context().Done():
+			return zero, r.Context().Err()
+		}
+	}
+	defer func() { <-s.views }()
+	v, err := compute(x)
+	if err != nil {
+		return zero, appError(err)
+	}
+	return v, nil
+}
+
+func appError(err error) error {
+	if errors.Is(err, apps.ErrNotFound) {
+		return errorf(http.StatusNotFound, "not_found", "%v", err)
+	}
+	return err
+}
+
+// viewETag ties a view to the chain it was computed from.
+func (s *Server) viewETag(name string) string {
+	h := s.cfg.Store.Head()
+	return fmt.Sprintf("%s-%d-%s", name, h.Size, h.Link)
+}
+
+// serveView answers a view, or 304 when the chain has not changed since
+// the client's copy: the view is a function of the chain.
+func serveView[T any](s *Server, w http.ResponseWriter, r *http.Request, key string, compute func(*apps.Index) (T, error)) {
+	etag := s.viewETag(key)
+	if matchETag(r.Header.Get("If-None-Match"), `"`+etag+`"`) {
+		w.Header().Set("ETag", `"`+etag+`"`)
+		w.Header().Set("Cache-Control", cacheHead)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	v, err := view(s, r, compute)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, r, etag, cacheHead, v)
+}
+
+type ballotsResult struct {
+	Ballots []apps.BallotInfo `json:"ballots"`
+}
+
+func (s *Server) handleBallots(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	serveView(s, w, r, "ballots", func(x *apps.Index) (ballotsResult, error) {
+		return ballotsResult{Ballots: nonNilSlice(x.Ballots())}, nil
+	})
+}
+
+func (s *Server) handleTally(w http.ResponseWriter, r *http.Request) {
+	name, err := requiredParam(r, "ballot")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	serveView(s, w, r, "tally-"+hex.EncodeToString([]byte(name)), func(x *apps.Index) (*apps.Tally, error) { return x.Tally(name) })
+}
+
+type fundsResult struct {
+	Funds []string `json:"funds"`
+}
+
+func (s *Server) handleFunds(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	serveView(s, w, r, "funds", func(x *apps.Index) (fundsResult, error) {
+		return fundsResult{Funds: nonNilSlice(x.Funds())}, nil
+	})
+}
+
+func (s *Server) handleFundReport(w http.ResponseWriter, r *http.Request) {
+	name, err := requiredParam(r, "fund")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	serveView(s, w, r, "fund-"+hex.EncodeToString([]byte(name)), func(x *apps.Index) (*apps.FundReport, error) { return x.FundReport(name) })
+}
+
+func (s *Server) handleResourceReport(w http.ResponseWriter, r *http.Request) {
+	q, err := readQuery(r, "period", "account")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	period, _, err := q.str("period")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if period == "" {
+		period = "month"
+	}
+	if err := apps.CheckPeriod(period); err != nil {
+		writeError(w, badRequest("parameter \"period\": %v", err))
+		return
+	}
+	account, _, err := q.str("account")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	key := "res-" + period + "-" + hex.EncodeToString([]byte(account))
+	serveView(s, w, r, key, func(x *apps.Index) (*apps.ResourceReport, error) { return x.ResourceReport(period, account) })
+}
+
+// requiredParam reads the one parameter an endpoint takes.
+func requiredParam(r *http.Request, name string) (string, error) {
+	q, err := readQuery(r, name)
+	if err != nil {
+		return "", err
+	}
+	v, ok, err := q.str(name)
+	if err != nil {
+		return "", err
+	}
+	if !ok || v == "" {
+		return "", badRequest("parameter %q is required", name)
+	}
+	if len(v) > 256 {
+		return "", badRequest("parameter %q is longer than 256 bytes", name)
+	}
+	return v, nil
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ---- peers ----
+
+type peerJSON struct {
+	ID           string   `json:"id"`
+	Addrs        []string `json:"addrs"`
+	Connected    bool     `json:"connected"`
+	Ready        bool     `json:"ready"`
+	Software     string   `json:"software,omitempty"`
+	SinceTime    string   `json:"since_time,omitempty"`
+	LastSyncTime string   `json:"last_sync_time,omitempty"`
+	LastError    string   `json:"last_error,omitempty"`
+	RecordsIn    uint64   `json:"records_in"`
+	RecordsOut   uint64   `json:"records_out"`
+	Refused      string   `json:"refused,omitempty"`
+	Configured   bool     `json:"configured"`
+	LagSeconds   *float64 `json:"lag_seconds,omitempty"`
+}
+
+type peersResult struct {
+	Enabled bool       `json:"enabled"`
+	PeerID  string     `json:"peer_id,omitempty"`
+	Addrs   []string   `json:"addrs,omitempty"`
+	SetSize int        `json:"set_size"`
+	Peers   []peerJSON `json:"peers"`
+	Stats   *netStats  `json:"stats,omitempty"`
+}
+
+type netStats struct {
+	GossipAccepted uint64            `json:"gossip_accepted"`
+	GossipIgnored  uint64            `json:"gossip_ignored"`
+	Published      uint64            `json:"published"`
+	Republished    uint64            `json:"republished"`
+	PublishSkipped uint64            `json:"publish_skipped"`
+	SyncSessions   uint64            `json:"sync_sessions"`
+	SyncFailed     uint64            `json:"sync_failed"`
+	SyncRounds     uint64            `json:"sync_rounds"`
+	SyncRecordsIn  uint64            `json:"sync_records_in"`
+	SyncRecordsOut uint64            `json:"sync_records_out"`
+	SyncBytesIn    uint64            `json:"sync_bytes_in"`
+	SyncBytesOut   uint64            `json:"sync_bytes_out"`
+	Rejected       map[string]uint64 `json:"rejected"`
+}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	rep := s.cfg.Replicator
+	if rep == nil {
+		writeJSON(w, r, "", "no-store", peersResult{Peers: []peerJSON{}})
+		return
+	}
+	st := rep.Network()
+	out := peersResult{Enabled: true, PeerID: st.PeerID, Addrs: st.Addrs, SetSize: st.SetSize, Peers: []peerJSON{}}
+	for _, p := range st.Peers {
+		pj := peerJSON{
+			ID: p.ID, Addrs: nonNilSlice(p.Addrs), Connected: p.Connected, Ready: p.Ready, Software: p.Software,
+			SinceTime: timeText(p.Since), LastSyncTime: timeText(p.LastSync), LastError: p.LastError,
+			RecordsIn: p.RecordsIn, RecordsOut: p.RecordsOut, Refused: p.Refused, Configured: p.Configured,
+		}
+		if p.Ready {
+			l := lagOf(p.LastSync, p.Since)
+			pj.LagSeconds = &l
+		}
+		out.Peers = append(out.Peers, pj)
+	}
+	out.Stats = &netStats{
+		GossipAccepted: st.GossipAccepted, GossipIgnored: st.GossipIgnored, Published: st.Published,
+		Republished: st.Republished, PublishSkipped: st.PublishSkipped, SyncSessions: st.SyncSessions,
+		SyncFailed: st.SyncFailed, SyncRounds: st.SyncRounds, SyncRecordsIn: st.SyncRecordsIn,
+		SyncRecordsOut: st.SyncRecordsOut, SyncBytesIn: st.SyncBytesIn, SyncBytesOut: st.SyncBytesOut,
+		Rejected: st.Rejected,
+	}
+	if out.Stats.Rejected == nil {
+		out.Stats.Rejected = map[string]uint64{}
+	}
+	writeJSON(w, r, "", "no-store", out)
+}
