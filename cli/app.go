@@ -106,6 +106,7 @@ func newApp(env Env) *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			serveCommand(),
+			logsCommand(),
 			initCommand(),
 			keygenCommand(),
 			chainCommand(),
@@ -159,9 +160,9 @@ func setUsageErrors(cmds []*ucli.Command, f ucli.OnUsageErrorFunc) {
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	lv, err := parseLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -171,6 +172,15 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format %q: use text or json", format)
+}
+
+// parseLevel reads the global --log-level.
+func parseLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return 0, usagef("--log-level %q: use debug, info, warn or error", s)
+	}
+	return lv, nil
 }
 
 // dataFlag is the --data flag every command on a data directory takes.

@@ -8,6 +8,7 @@ import (
 	"github.com/pyvnode/pyvnode/p2p"
 
 	"github.com/pyvnode/pyvnode/node"
+	"github.com/pyvnode/pyvnode/nodelog"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -28,6 +29,7 @@ func serveCommand() *ucli.Command {
 			&ucli.StringSliceFlag{Name: "peer", Usage: "peer to dial and keep connected, repeatable: /ip4/HOST/tcp/PORT/p2p/PEER-ID", EnvVars: []string{"PYVNODE_PEERS"}},
 			&ucli.DurationFlag{Name: "sync-interval", Value: 30 * time.Second, Usage: "how often each peer is reconciled"},
 			memoryLimitFlag(),
+			&ucli.BoolFlag{Name: "log-files", Value: true, Usage: "also write the node and replication logs to DATA/logs, rotated (read them with 'pyvnode logs')"},
 		},
 		Action: func(c *ucli.Context) error {
 			if err := wantArgs(c, 0, 0); err != nil {
@@ -44,10 +46,19 @@ func serveCommand() *ucli.Command {
 			if c.Duration("sync-interval") < time.Second {
 				return usagef("--sync-interval must be at least 1s")
 			}
+			logs, err := openLogs(c)
+			if err != nil {
+				return err
+			}
+			defer logs.Close()
+			prev := slog.Default()
+			slog.SetDefault(logs.Node)
+			defer slog.SetDefault(prev)
 			n, err := node.Start(c.Context, node.Config{
 				DataDir: c.String("data"), Listen: c.String("listen"), Dev: c.Bool("dev"),
 				P2PListen: c.StringSlice("p2p-listen"), Peers: c.StringSlice("peer"), SyncInterval: c.Duration("sync-interval"),
-				Version: Version, Logger: slog.Default(), Out: env(c).Stdout,
+				Version: Version, Out: env(c).Stdout,
+				Logger: logs.Node, Replication: logs.Replication, LogHub: logs.Hub,
 			})
 			if err != nil {
 				return err
@@ -55,4 +66,20 @@ func serveCommand() *ucli.Command {
 			return n.Run(c.Context)
 		},
 	}
+}
+
+// serveLogCapacity is how many recent entries the control panel can show.
+const serveLogCapacity = 5000
+
+// openLogs makes serve's node and replication loggers from the global
+// --log-format and --log-level flags (already checked by the app's
+// Before) and serve's --log-files.
+func openLogs(c *ucli.Context) (*nodelog.Logs, error) {
+	level, err := parseLevel(c.String("log-level"))
+	if err != nil {
+		return nil, err
+	}
+	return nodelog.Open(c.String("data"), serveLogCapacity, nodelog.Options{
+		Stderr: env(c).Stderr, Format: c.String("log-format"), Level: level, NoFiles: !c.Bool("log-files"),
+	})
 }
