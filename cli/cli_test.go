@@ -966,7 +966,7 @@ func TestServe(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, []string{"pyvnode", "serve", "--listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir}, Env{Stdout: &out, Stderr: &errb, Stdin: strings.NewReader("")})
+		done <- Run(ctx, []string{"pyvnode", "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir}, Env{Stdout: &out, Stderr: &errb, Stdin: strings.NewReader("")})
 	}()
 	waitFor(t, &errb, "node started", 10*time.Second)
 
@@ -990,7 +990,7 @@ func TestServe(t *testing.T) {
 
 	// A second node on the same directory fails cleanly while the first
 	// runs: Badger's directory lock.
-	second := run(t, "serve", "--listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
+	second := run(t, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
 	if second.code != ExitError || !strings.Contains(second.stderr, "is in use by a running node") ||
 		!strings.Contains(second.stderr, "directory lock") {
 		t.Errorf("second serve on a running node's directory:\n%s", second)
@@ -1035,7 +1035,7 @@ func TestServe(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel2()
-	r := runIn(ctx2, nil, "serve", "--listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
+	r := runIn(ctx2, nil, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
 	if r.code != ExitOK || strings.Contains(r.stderr, "initialised new data directory") || !strings.Contains(r.stderr, "node_id="+id) {
 		t.Errorf("restart of serve:\n%s", r)
 	}
@@ -1050,7 +1050,7 @@ func TestLogFormats(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	r := runIn(ctx, nil, "--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
+	r := runIn(ctx, nil, "--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
 	if r.code != ExitOK {
 		t.Fatalf("serve with JSON logs:\n%s", r)
 	}
@@ -1073,13 +1073,13 @@ func TestLogFormats(t *testing.T) {
 	// Text is the default; --log-level warn hides the info lines.
 	ctx2, cancel2 := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel2()
-	r = runIn(ctx2, nil, "serve", "--listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
+	r = runIn(ctx2, nil, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
 	if r.code != ExitOK || !strings.HasPrefix(r.stderr, "time=") || !strings.Contains(r.stderr, "level=INFO") {
 		t.Errorf("text logs:\n%s", r)
 	}
 	ctx3, cancel3 := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel3()
-	r = runIn(ctx3, nil, "--log-level", "warn", "serve", "--listen", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
+	r = runIn(ctx3, nil, "--log-level", "warn", "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--data", dir)
 	if r.code != ExitOK || r.stderr != "" {
 		t.Errorf("--log-level warn still logs info:\n%s", r)
 	}

@@ -315,7 +315,7 @@ func startServe(t *testing.T, dir string, port int, dev bool) *serveProc {
 
 func tryServe(t *testing.T, dir string, port int, dev bool) (*serveProc, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	args := []string{"serve", "--data", dir, "--listen", addr, "--p2p-listen", "/ip4/127.0.0.1/tcp/0"}
+	args := []string{"serve", "--data", dir, "--listen", addr, "--http", "127.0.0.1:0", "--p2p-listen", "/ip4/127.0.0.1/tcp/0"}
 	if dev {
 		args = append(args, "--dev")
 	}

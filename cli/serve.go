@@ -9,6 +9,7 @@ import (
 
 	"github.com/pyvnode/pyvnode/node"
 	"github.com/pyvnode/pyvnode/nodelog"
+	"github.com/pyvnode/pyvnode/web"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -19,11 +20,13 @@ func serveCommand() *ucli.Command {
 		Description: "With no flags, serve keeps its state in ./pyvnode-data, creating it on first start\n" +
 			"(identity key, genesis of a one-node network, an admin account whose one-time password\n" +
 			"is printed once and kept in DATA/admin-password), and serves the encrypted client\n" +
-			"protocol on 127.0.0.1:6666 and libp2p replication on /ip4/127.0.0.1/tcp/6667, dialling\n" +
+			"protocol on 127.0.0.1:6666, the control panel and read API on http://127.0.0.1:6680,\n" +
+			"and libp2p replication on /ip4/127.0.0.1/tcp/6667, dialling\n" +
 			"the --peer addresses and those in DATA/peers.json. SIGINT or SIGTERM stop it cleanly.",
 		Flags: []ucli.Flag{
 			dataFlag(),
 			&ucli.StringFlag{Name: "listen", Value: node.DefaultListen, Usage: "client protocol address (\"-\" for none)", EnvVars: []string{"PYVNODE_LISTEN"}},
+			&ucli.StringFlag{Name: "http", Value: web.DefaultListen, Usage: "control panel, read API and /metrics address (\"\" turns HTTP off)", EnvVars: []string{"PYVNODE_HTTP"}},
 			&ucli.BoolFlag{Name: "dev", Usage: "development mode: logins need no TOTP code"},
 			&ucli.StringSliceFlag{Name: "p2p-listen", Value: ucli.NewStringSlice(p2p.DefaultListen), Usage: "libp2p listen multiaddr, repeatable (\"-\" turns replication off)", EnvVars: []string{"PYVNODE_P2P_LISTEN"}},
 			&ucli.StringSliceFlag{Name: "peer", Usage: "peer to dial and keep connected, repeatable: /ip4/HOST/tcp/PORT/p2p/PEER-ID", EnvVars: []string{"PYVNODE_PEERS"}},
@@ -55,7 +58,7 @@ func serveCommand() *ucli.Command {
 			slog.SetDefault(logs.Node)
 			defer slog.SetDefault(prev)
 			n, err := node.Start(c.Context, node.Config{
-				DataDir: c.String("data"), Listen: c.String("listen"), Dev: c.Bool("dev"),
+				DataDir: c.String("data"), Listen: c.String("listen"), HTTP: c.String("http"), Dev: c.Bool("dev"),
 				P2PListen: c.StringSlice("p2p-listen"), Peers: c.StringSlice("peer"), SyncInterval: c.Duration("sync-interval"),
 				Version: Version, Out: env(c).Stdout,
 				Logger: logs.Node, Replication: logs.Replication, LogHub: logs.Hub,

@@ -150,9 +150,13 @@ func testnetCommand() *ucli.Command {
 
 func printCluster(w io.Writer, cl *testnet.Cluster) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCLIENT\tP2P\tNODE ID\tADMIN PASSWORD FILE")
+	fmt.Fprintln(tw, "NODE\tCLIENT\tPANEL\tP2P\tNODE ID\tADMIN PASSWORD FILE")
 	for _, nd := range cl.Nodes() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", nd.Name, nd.ClientAddr, strings.Join(nd.P2PAddrs, " "), nd.NodeID[:16], nd.AdminPasswordFile)
+		panel := "-"
+		if nd.HTTPAddr != "" {
+			panel = "http://" + nd.HTTPAddr + "/"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", nd.Name, nd.ClientAddr, panel, strings.Join(nd.P2PAddrs, " "), nd.NodeID[:16], nd.AdminPasswordFile)
 	}
 	tw.Flush()
 }

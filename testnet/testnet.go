@@ -105,6 +105,7 @@ type Node struct {
 	DataDir           string   `json:"data_dir"`
 	ClientAddr        string   `json:"client_addr"`
 	P2PAddrs          []string `json:"p2p_addrs"` // with /p2p/<peer id>
+	HTTPAddr          string   `json:"http_addr"` // control panel and read API
 	NodeID            string   `json:"node_id"`
 	PeerID            string   `json:"peer_id"`
 	AdminPasswordFile string   `json:"admin_password_file"`
@@ -159,20 +160,20 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := g.Save(gpath); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2 * opts.Nodes)
+	ports, err := freePorts(3 * opts.Nodes)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{Dir: dir, opts: opts, File: File{Network: g.Network, Genesis: gpath, Topology: opts.Topology, Created: time.Now().UTC()}}
 	for i := range opts.Nodes {
-		nd, err := prepare(dir, i, g, ports[2*i], ports[2*i+1])
+		nd, err := prepare(dir, i, g, ports[3*i], ports[3*i+1], ports[3*i+2])
 		if err != nil {
 			return nil, err
 		}
 		c.File.Nodes = append(c.File.Nodes, nd)
 	}
 	for i, nd := range c.File.Nodes {
-		nd.Args = []string{"serve", "--data", nd.DataDir, "--listen", nd.ClientAddr, "--dev",
+		nd.Args = []string{"serve", "--data", nd.DataDir, "--listen", nd.ClientAddr, "--http", nd.HTTPAddr, "--dev",
 			"--p2p-listen", strings.Split(nd.P2PAddrs[0], "/p2p/")[0],
 			"--sync-interval", opts.SyncInterval.String()}
 		for _, j := range c.dials(i) {
@@ -229,7 +230,7 @@ func (c *Cluster) expectedPeers(i int) int {
 }
 
 // prepare creates node i's data directory, identity and admin account.
-func prepare(dir string, i int, g *ledger.Genesis, clientPort, p2pPort int) (*Node, error) {
+func prepare(dir string, i int, g *ledger.Genesis, clientPort, p2pPort, httpPort int) (*Node, error) {
 	name := fmt.Sprintf("node%d", i+1)
 	data := filepath.Join(dir, name)
 	id, _, _, err := node.Init(data, node.InitOptions{Genesis: g})
@@ -262,6 +263,7 @@ func prepare(dir string, i int, g *ledger.Genesis, clientPort, p2pPort int) (*No
 		Name: name, DataDir: data,
 		ClientAddr:        net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort)),
 		P2PAddrs:          []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", p2pPort, pid)},
+		HTTPAddr:          net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
 		NodeID:            id.ID().String(),
 		PeerID:            pid.String(),
 		AdminPasswordFile: pwFile,
