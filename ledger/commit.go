@@ -273,7 +273,7 @@ func (c *committer) send() {
 	}
 	if c.failed != nil || len(w.results) == 0 {
 		for _, req := range w.finishing {
-			close(req.done)
+			c.s.finish(req)
 		}
 		return
 	}
@@ -302,7 +302,7 @@ func (s *Store) write(w *txnWriter) {
 			s.mu.Unlock()
 		}
 		for _, req := range w.finishing {
-			close(req.done)
+			s.finish(req)
 		}
 		close(w.done)
 	}

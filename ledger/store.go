@@ -136,6 +136,8 @@ type Store struct {
 	failed error // set once a write failed: the store then refuses appends
 	end    framePos
 
+	stats storeStats
+
 	// Readers in progress, so Close waits for them instead of closing
 	// files under them.
 	life    sync.Mutex

@@ -426,6 +426,7 @@ func init() {
 			}
 			rec, e, err := submit(ctx, se, u, a.Kind, a.Payload)
 			if err != nil {
+				se.srv.putFailed(err)
 				return nil, err
 			}
 			return PutResult{ID: rec.ID, Height: e.Height, Link: e.Link}, nil

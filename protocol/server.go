@@ -165,6 +165,7 @@ type Server struct {
 		logins, loginFailures                            atomic.Uint64
 		bytesIn, bytesOut                                atomic.Uint64
 	}
+	puts putStats
 }
 
 // NewServer prepares a server: its Noise static key is made and signed now.
