@@ -38,6 +38,8 @@ var (
 	syncRounds       = desc("sync_rounds_total", "Reconciliation rounds (message exchanges within sessions).")
 	syncBytes        = desc("sync_bytes_total", "Bytes moved by reconciliation sessions, by direction (in, out).", "direction")
 	syncRecords      = desc("sync_records_total", "Records moved by reconciliation, by direction (in: new records stored, out: sent).", "direction")
+	httpLogins       = desc("http_logins_total", "Control panel logins, by result (ok, failed).", "result")
+	httpStreams      = desc("http_live_streams", "Open live streams (server-sent events) of records and logs.")
 	peerLastSyncAge  = desc("peer_last_sync_age_seconds", "Seconds since the last successful reconciliation with a ready peer (replication lag).", "peer")
 	peerRecordsTotal = desc("peer_records_total", "Records exchanged with a peer by reconciliation, by direction (in, out).", "peer", "direction")
 )
@@ -52,7 +54,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		chainHeight, appends, rejected, badgerSize, segSize,
 		clientSessions, clientConns, handshakes, logins, clientBytes, clientPutFailures,
 		peers, gossipMessages, gossipRepublish, syncSessions, syncFailures, syncRounds, syncBytes, syncRecords,
-		peerLastSyncAge, peerRecordsTotal,
+		peerLastSyncAge, peerRecordsTotal, httpLogins, httpStreams,
 	} {
 		ch <- d
 	}
@@ -72,6 +74,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Peers != nil {
 		c.network(m)
+	}
+	if c.src.HTTP != nil {
+		st := c.src.HTTP()
+		m.counter(httpLogins, st.Logins, "ok")
+		m.counter(httpLogins, st.LoginFailures, "failed")
+		m.gauge(httpStreams, float64(st.LiveStreams))
 	}
 }
 

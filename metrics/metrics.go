@@ -38,6 +38,12 @@ type PeerSource interface {
 	Peers() []p2p.PeerInfo
 }
 
+// HTTPStats are the control panel's counters.
+type HTTPStats struct {
+	Logins, LoginFailures uint64
+	LiveStreams           int
+}
+
 var (
 	_ ChainSource  = (*ledger.Store)(nil)
 	_ ClientSource = (*protocol.Server)(nil)
@@ -50,6 +56,8 @@ type Sources struct {
 	Chain  ChainSource
 	Client ClientSource
 	Peers  PeerSource
+	// HTTP is the control panel's side (nil when HTTP is off).
+	HTTP func() HTTPStats
 	// Version, Network and NodeID label pyvnode_build_info.
 	Version, Network, NodeID string
 	// Started is when the node started, for pyvnode_uptime_seconds

@@ -299,6 +299,7 @@ func TestMetricsFollowConventions(t *testing.T) {
 	net.stats.Published.Add(1)
 	reg := metrics.NewRegistry(metrics.Sources{
 		Chain: st, Client: &fakeClient{puts: map[protocol.PutFailure]uint64{{Code: "refused", Check: "r"}: 1}}, Peers: net,
+		HTTP:    func() metrics.HTTPStats { return metrics.HTTPStats{Logins: 3, LoginFailures: 2, LiveStreams: 1} },
 		Version: "v", Network: "n", NodeID: "id", Started: time.Now(),
 	})
 	mfs, err := reg.Gather()
@@ -330,6 +331,7 @@ func TestMetricsFollowConventions(t *testing.T) {
 		"pyvnode_sync_sessions_total": "counter", "pyvnode_sync_failures_total": "counter", "pyvnode_sync_rounds_total": "counter",
 		"pyvnode_sync_bytes_total": "counter", "pyvnode_sync_records_total": "counter",
 		"pyvnode_peer_last_sync_age_seconds": "gauge", "pyvnode_peer_records_total": "counter",
+		"pyvnode_http_logins_total": "counter", "pyvnode_http_live_streams": "gauge",
 	}
 	for name, typ := range want {
 		if types[name] != typ {

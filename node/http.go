@@ -10,6 +10,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	"github.com/pyvnode/pyvnode/apps"
 	"github.com/pyvnode/pyvnode/ledger"
+	"github.com/pyvnode/pyvnode/metrics"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 	"github.com/pyvnode/pyvnode/web"
 )
@@ -31,6 +32,13 @@ func (n *Node) startHTTP() error {
 	if n.net != nil {
 		cfg.Replicator = replicator{n}
 	}
+	// The metrics read the panel's counters; srv is set before anything
+	// is served.
+	var srv *web.Server
+	cfg.Metrics = n.metricsHandler(func() metrics.HTTPStats {
+		st := srv.Stats()
+		return metrics.HTTPStats{Logins: st.Logins, LoginFailures: st.LoginFailures, LiveStreams: st.LiveStreams}
+	})
 	srv, err := web.New(cfg)
 	if err != nil {
 		return err

@@ -12,8 +12,12 @@ import (
 // takes the parts that are running (the client protocol and replication
 // may be off). Each call builds a registry of its own; its collectors only
 // read counters the node keeps anyway, so two handlers report the same.
-func (n *Node) MetricsHandler() http.Handler {
+func (n *Node) MetricsHandler() http.Handler { return n.metricsHandler(nil) }
+
+// metricsHandler is MetricsHandler with the control panel's counters.
+func (n *Node) metricsHandler(panel func() metrics.HTTPStats) http.Handler {
 	src := metrics.Sources{
+		HTTP:    panel,
 		Chain:   n.data.Store,
 		Version: n.cfg.Version,
 		Network: n.data.Genesis.Network,

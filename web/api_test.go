@@ -605,6 +605,14 @@ func TestLoginCSRFAndAdminActions(t *testing.T) {
 		t.Fatalf("block a bad id: %d %s", r.status, r.body)
 	}
 
+	// The panel's logins are in the metrics, with the chain's.
+	m := get(t, tn.base+"/metrics")
+	for _, want := range []string{`pyvnode_http_logins_total{result="ok"} 1`, `pyvnode_http_logins_total{result="failed"} 1`, "pyvnode_chain_height 1", "go_goroutines"} {
+		if m.status != 200 || !strings.Contains(string(m.body), want) {
+			t.Fatalf("/metrics lacks %q (status %d)", want, m.status)
+		}
+	}
+
 	if r := do(t, c, "POST", tn.base+"/api/logout", map[string]string{}, csrf); r.status != 200 {
 		t.Fatalf("logout: %d %s", r.status, r.body)
 	}
