@@ -17,6 +17,9 @@ import (
 	"github.com/pyvnode/pyvnode/ledger"
 )
 
+// maxPageBytes is MaxPageBytes; tests lower it.
+var maxPageBytes = MaxPageBytes
+
 // query reads a request's parameters, refusing ones the endpoint does not
 // take (a misspelt parameter would otherwise be silently ignored).
 type query struct {
@@ -316,7 +319,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
-		if bytes+len(b) > MaxPageBytes && len(out.Records) > 0 {
+		if bytes+len(b) > maxPageBytes && len(out.Records) > 0 {
 			break
 		}
 		bytes += len(b)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/node"
+	"github.com/pyvnode/pyvnode/web"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -711,5 +712,74 @@ func TestLogStreamNeedsLogin(t *testing.T) {
 	tn := startNode(t)
 	if r := get(t, tn.base+"/api/events/logs?stream=node"); r.status != 401 {
 		t.Fatalf("logs without login: %d", r.status)
+	}
+}
+
+// TestLimits: a page stops at its byte budget and says where to go on;
+// live streams beyond the limit are refused until one closes.
+func TestLimits(t *testing.T) {
+	tn := startNode(t)
+	for i := range 10 {
+		tn.put(t, "note.text", fmt.Sprintf(`{"i":%d,"text":"%s"}`, i, strings.Repeat("x", 2000)))
+	}
+	defer web.SetMaxPageBytes(12 << 10)()
+	var p pageJSON
+	get(t, tn.base+"/api/records?from=0&count=10").json(t, &p)
+	if len(p.Records) == 0 || len(p.Records) >= 10 || p.Next != int64(len(p.Records)) {
+		t.Fatalf("page under a 12 KiB budget: %d records, next %d", len(p.Records), p.Next)
+	}
+	got := len(p.Records)
+	for p.Next < 10 {
+		from := p.Next
+		get(t, fmt.Sprintf("%s/api/records?from=%d&count=10", tn.base, from)).json(t, &p)
+		if len(p.Records) == 0 || p.Records[0].Height != uint64(from) {
+			t.Fatalf("continuing at %d: %+v", from, p)
+		}
+		got += len(p.Records)
+	}
+	if got != 10 {
+		t.Fatalf("pages held %d records, want 10", got)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var bodies []io.Closer
+	open := func() *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", tn.base+"/api/events/records", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for range web.MaxLiveStreams {
+		res := open()
+		if res.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", len(bodies), res.StatusCode)
+		}
+		bodies = append(bodies, res.Body)
+	}
+	res := open()
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 429 || !strings.Contains(string(b), "too_many") {
+		t.Fatalf("stream beyond the limit: %d %s", res.StatusCode, b)
+	}
+	bodies[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res := open()
+		if res.StatusCode == 200 {
+			res.Body.Close()
+			break
+		}
+		res.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("a closed stream's slot was not given back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, b := range bodies[1:] {
+		b.Close()
 	}
 }
