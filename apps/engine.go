@@ -30,11 +30,31 @@ type Engine struct {
 	// are checked and appended one at a time, so two concurrent ones
 	// cannot both pass a check that only one of them may pass.
 	locks [64]sync.Mutex
+
+	// views bounds the tallies and reports computed at once, whoever
+	// asks (client protocol or HTTP): each copies its records and builds
+	// its own state (about 90 MB and most of a core for a ballot of a
+	// million records), and anyone may ask for one.
+	views chan struct{}
 }
+
+// MaxViews is how many tallies and reports an engine computes at once.
+const MaxViews = 2
 
 // NewEngine makes an engine on a chain.
 func NewEngine(network string, st *ledger.Store, put PutFunc) *Engine {
-	return &Engine{idx: NewIndex(network), store: st, put: put, now: time.Now}
+	return &Engine{idx: NewIndex(network), store: st, put: put, now: time.Now, views: make(chan struct{}, MaxViews)}
+}
+
+// AcquireView waits, while ctx lasts, for one of the MaxViews slots a
+// tally or report is computed in; call release when it is done.
+func (e *Engine) AcquireView(ctx context.Context) (release func(), err error) {
+	select {
+	case e.views <- struct{}{}:
+		return func() { <-e.views }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Index returns the engine's index, caught up with the chain.

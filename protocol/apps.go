@@ -51,20 +51,15 @@ func appError(err error) error {
 	return ledgerError(err)
 }
 
-// viewSlots bounds the views (tallies, reports) computed at once: each
-// copies its records and builds its own state (about 90 MB and most of a
-// core for a ballot of a million records), and anyone may ask for one.
-var viewSlots = make(chan struct{}, 2)
-
-// view computes a view in one of the slots, waiting for one while ctx lasts.
-func view[T any](ctx context.Context, compute func() (T, error)) (T, error) {
+// view computes a view in one of the engine's view slots, waiting for one
+// while ctx lasts.
+func view[T any](ctx context.Context, eng *apps.Engine, compute func() (T, error)) (T, error) {
 	var zero T
-	select {
-	case viewSlots <- struct{}{}:
-	case <-ctx.Done():
+	release, err := eng.AcquireView(ctx)
+	if err != nil {
 		return zero, errorf(ErrBusy, "too many tallies and reports being computed; try again")
 	}
-	defer func() { <-viewSlots }()
+	defer release()
 	v, err := compute()
 	if err != nil {
 		return zero, appError(err)
@@ -169,7 +164,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return view(ctx, func() (*apps.Tally, error) { return x.Tally(a.Ballot) })
+			return view(ctx, se.srv.cfg.Apps, func() (*apps.Tally, error) { return x.Tally(a.Ballot) })
 		}})
 	register(&command{name: "charity.funds", help: "the funds on the chain",
 		run: func(ctx context.Context, se *session, _ cbor.RawMessage) (any, error) {
@@ -189,7 +184,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return view(ctx, func() (*apps.FundReport, error) { return x.FundReport(a.Fund) })
+			return view(ctx, se.srv.cfg.Apps, func() (*apps.FundReport, error) { return x.FundReport(a.Fund) })
 		}})
 	register(&command{name: "resource.report", args: "[period] [account]", help: "balances and usage per period (day, month, year)",
 		run: func(ctx context.Context, se *session, raw cbor.RawMessage) (any, error) {
@@ -207,6 +202,6 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return view(ctx, func() (*apps.ResourceReport, error) { return x.ResourceReport(a.Period, a.Account) })
+			return view(ctx, se.srv.cfg.Apps, func() (*apps.ResourceReport, error) { return x.ResourceReport(a.Period, a.Account) })
 		}})
 }

@@ -567,21 +567,14 @@ func view[T any](s *Server, r *http.Request, compute func(*apps.Index) (T, error
 	if err != nil {
 		return zero, err
 	}
-	select {
-	case s.views <- struct{}{}:
-	default:
-		// Wait briefly rather than refuse a burst outright.
-		t := time.NewTimer(2 * time.Second)
-		defer t.Stop()
-		select {
-		case s.views <- struct{}{}:
-		case <-t.C:
-			return zero, errorf(http.StatusTooManyRequests, "too_many", "too many tallies and reports being computed; try again")
-		case <-r.Context().Done():
-			return zero, r.Context().Err()
-		}
+	// Wait briefly rather than refuse a burst outright.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	release, err := s.cfg.Apps.AcquireView(ctx)
+	if err != nil {
+		return zero, errorf(http.StatusTooManyRequests, "too_many", "too many tallies and reports being computed; try again")
 	}
-	defer func() { <-s.views }()
+	defer release()
 	v, err := compute(x)
 	if err != nil {
 		return zero, appError(err)

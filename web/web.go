@@ -40,8 +40,6 @@ const (
 	MaxBody        = 64 << 10
 	MaxLiveStreams = 64
 	MaxLogBacklog  = 2000
-	// viewSlots bounds the tallies and reports computed at once.
-	viewSlots = 2
 )
 
 // SubmitFunc appends a record for a logged-in user, through the
@@ -125,7 +123,6 @@ type Server struct {
 	feed     *feed
 	rate     *rateMeter
 	sessions *sessions
-	views    chan struct{}
 	streams  chan struct{}
 
 	logins, loginFailures atomic.Uint64
@@ -149,7 +146,6 @@ func New(cfg Config) (*Server, error) {
 		mux:      http.NewServeMux(),
 		rate:     newRateMeter(time.Minute),
 		sessions: newSessions(cfg.SessionTTL),
-		views:    make(chan struct{}, viewSlots),
 		streams:  make(chan struct{}, MaxLiveStreams),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
