@@ -142,6 +142,7 @@ func benchCommand() *ucli.Command {
 				},
 			},
 			benchTallyCommand(),
+			benchHTTPCommand(),
 		},
 	}
 }
