@@ -172,6 +172,45 @@ func TestPanelInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("explorer pages", func(t *testing.T) {
+		// More than a page of 25.
+		for i := tn.Store().Head().Size; i < 27; i++ {
+			protoPut(t, ctx, tn.admin, "note.text", map[string]any{"text": fmt.Sprintf("filler %d", i)})
+		}
+		size := tn.Store().Head().Size
+		firstRow := func(h uint64) string {
+			return fmt.Sprintf(`document.querySelector('[data-testid="explorer-table"] tbody tr')?.dataset.height === '%d'`, h)
+		}
+		rowCount := func() int {
+			n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid="explorer-table"] tbody tr').length`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		b.nav(t, "explorer")
+		b.waitJS(t, "the newest page", firstRow(size-1), 10*time.Second)
+		if n := rowCount(); n != 25 {
+			t.Errorf("the newest page has %d rows, want 25", n)
+		}
+		if got := b.text(t, `[data-testid="explorer-table"] tbody tr`); !strings.Contains(got, fmt.Sprintf("filler %d", size-1)) {
+			t.Errorf("the newest row reads %q", got)
+		}
+		b.screenshot(t, "explorer")
+		b.do(t, "older", click(`[data-testid="explorer-older"]`))
+		b.waitJS(t, "the older page", firstRow(size-26), 10*time.Second)
+		if n := rowCount(); n != int(size)-25 {
+			t.Errorf("the older page has %d rows, want %d", n, size-25)
+		}
+		b.do(t, "newer", click(`[data-testid="explorer-newer"]`))
+		b.waitJS(t, "the newest page again", firstRow(size-1), 10*time.Second)
+		b.do(t, "find height 0", typeIn("#explorer-q", "0"), click(`form[role="search"] button[type="submit"]`))
+		b.waitJS(t, "record 0", `document.querySelector('[data-testid="record-height"]')?.textContent === '0'`, 10*time.Second)
+		if got := b.text(t, `[data-testid="record-kind"]`); got != "vote.ballot" {
+			t.Errorf("record 0 is a %q, want the ballot", got)
+		}
+	})
+
 	t.Run("votes", func(t *testing.T) {
 		b.nav(t, "votes")
 		b.waitJS(t, "the tally chart", `document.querySelectorAll('[data-testid="tally-chart"] .bar').length === 3`, 10*time.Second)

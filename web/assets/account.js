@@ -5,10 +5,10 @@
 import { api, session, login, logout, changePassword, canWrite, isAdmin } from './api.js';
 import { h, replace, errorBox, table, card, fmtNum, recordLink } from './dom.js';
 
-export function mount(root) {
+export function mount(root, _arg, ctx) {
   root.append(h('h1', null, session.user ? 'Account' : 'Log in'));
   if (!session.user) {
-    root.append(loginForm());
+    root.append(loginForm(Boolean(ctx.info && ctx.info.dev)));
     return () => {};
   }
   root.append(whoCard());
@@ -23,14 +23,14 @@ export function mount(root) {
   return () => ctl.abort();
 }
 
-function field(id, label, attrs, hint) {
+function field(id, label, attrs, ...hint) {
   return h('div', { class: 'field' },
     h('label', { for: id }, label),
     h('input', { id, name: id.replace(/^.*-/, ''), ...attrs }),
-    hint ? h('div', { class: 'hint', id: id + '-hint' }, hint) : null);
+    hint.length ? h('div', { class: 'hint', id: id + '-hint' }, hint) : null);
 }
 
-function loginForm() {
+function loginForm(dev) {
   const out = h('div', { 'aria-live': 'polite', 'data-testid': 'login-out' });
   const btn = h('button', { type: 'submit', class: 'primary', 'data-testid': 'login-submit' }, 'Log in');
   const form = h('form', { class: 'card form narrow', id: 'login-form', 'data-testid': 'login-form' },
@@ -39,7 +39,8 @@ function loginForm() {
     field('login-user', 'User', { type: 'text', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false', 'data-testid': 'login-user' }),
     field('login-password', 'Password', { type: 'password', autocomplete: 'current-password', required: true, 'data-testid': 'login-password' }),
     field('login-code', 'One-time code', { type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: '6', 'data-testid': 'login-code', 'aria-describedby': 'login-code-hint' },
-      'The 6 digits from your authenticator app. A node started with --dev does not ask for it.'),
+      dev ? ['This node runs with ', h('code', { class: 'nowrap' }, '--dev'), ': leave it empty.']
+        : ['The 6 digits from your authenticator app (a node started with ', h('code', { class: 'nowrap' }, '--dev'), ' does not ask for it).']),
     h('div', { class: 'toolbar' }, btn), out);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

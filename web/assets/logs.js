@@ -2,7 +2,7 @@
 // (/api/events/logs), filtered by level on the node. Logs name accounts and
 // client addresses, so they need a login.
 
-import { stream, session, refreshSession } from './api.js';
+import { stream, session, refreshSession, isAdmin } from './api.js';
 import { h, replace, fmtNum, errorBox } from './dom.js';
 
 const levels = ['debug', 'info', 'warn', 'error'];
@@ -23,12 +23,19 @@ export function mount(root) {
   refreshSession().then((s) => {
     if (ctl.stopped) return;
     if (!s.user) replace(gate, loginNeeded());
+    else if (s.mustChange) replace(gate, notice('Choose your own password first: this account still has its one-time password.', 'Change it'));
+    else if (!isAdmin()) replace(gate, notice(`The logs are for admins; you are logged in as ${s.user} (${s.role}).`, 'Log in as an admin'));
     else ctl.stop = panes(root);
   }).catch((e) => replace(gate, errorBox(e, 'Cannot check the login')));
   return () => {
     ctl.stopped = true;
     ctl.stop?.();
   };
+}
+
+function notice(text, action) {
+  return h('div', { class: 'card notice-card', 'data-testid': 'logs-not-admin' },
+    h('p', null, text), h('a', { class: 'button', href: '#/account' }, action));
 }
 
 function loginNeeded() {
