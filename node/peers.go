@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/pyvnode/pyvnode/internal/fsutil"
 )
 
@@ -47,11 +49,14 @@ func (p *Peers) List() []string {
 	return slices.Clone(p.list)
 }
 
-// CheckPeerAddr checks the shape of a peer address: a libp2p multiaddr such
+// CheckPeerAddr checks a peer address: a libp2p multiaddr that parses, such
 // as /ip4/127.0.0.1/tcp/6667/p2p/<peer id>.
 func CheckPeerAddr(a string) error {
 	if len(a) < 4 || len(a) > 512 || a[0] != '/' || strings.ContainsAny(a, " \t\r\n") {
 		return fmt.Errorf("peer address %q is not a multiaddr such as /ip4/127.0.0.1/tcp/6667/p2p/<peer id>", a)
+	}
+	if _, err := peer.AddrInfoFromString(a); err != nil {
+		return fmt.Errorf("peer address %q: %v (want /ip4/HOST/tcp/PORT/p2p/<peer id>)", a, err)
 	}
 	return nil
 }

@@ -595,6 +595,13 @@ func TestLoginCSRFAndAdminActions(t *testing.T) {
 	if r := do(t, c, "POST", tn.base+"/api/admin/peers", map[string]string{"add": "not an address"}, csrf); r.status != 400 {
 		t.Fatalf("bad peer address: %d %s", r.status, r.body)
 	}
+	if r := do(t, c, "POST", tn.base+"/api/admin/peers", map[string]string{"add": "/ip4/not-an-address/tcp/1"}, csrf); r.status != 400 {
+		t.Fatalf("unparsable peer address: %d %s", r.status, r.body)
+	}
+	do(t, c, "GET", tn.base+"/api/admin/peers", nil, nil).json(t, &pl)
+	if len(pl.Peers) != 1 || pl.Peers[0] != addr {
+		t.Fatalf("configured peers: %+v", pl)
+	}
 	do(t, c, "POST", tn.base+"/api/admin/peers", map[string]string{"remove": addr}, csrf).json(t, &pl)
 	if len(pl.Peers) != 0 {
 		t.Fatalf("after remove: %+v", pl)

@@ -520,6 +520,24 @@ func (s *Server) handlePeerList(w http.ResponseWriter, r *http.Request) {
 	writeJSONStatus(w, http.StatusOK, peerListResult{Peers: nonNilSlice(s.cfg.Peers.List())})
 }
 
+// handleConfiguredPeers lists the peers the node dials and keeps.
+func (s *Server) handleConfiguredPeers(w http.ResponseWriter, r *http.Request) {
+	if _, err := readQuery(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := s.requireRole(r, roleAdmin); err != nil {
+		writeError(w, err)
+		return
+	}
+	if s.cfg.Peers == nil {
+		writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSONStatus(w, http.StatusOK, peerListResult{Peers: nonNilSlice(s.cfg.Peers.List())})
+}
+
 type blockArgs struct {
 	Peer    string `json:"peer"`
 	Blocked bool   `json:"blocked"`

@@ -246,6 +246,7 @@ func (s *Server) routes() {
 	post("/api/admin/records", s.handlePut)
 	post("/api/admin/sync", s.handleSync)
 	post("/api/admin/peers", s.handlePeerList)
+	get("/api/admin/peers", s.handleConfiguredPeers)
 	post("/api/admin/block", s.handleBlock)
 	get("/api/admin/users", s.handleUsers)
 

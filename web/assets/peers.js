@@ -2,11 +2,11 @@
 // refreshed every 3 s, and, for an admin, the actions on it: sync now,
 // block or unblock a peer, add or remove a configured peer.
 
-import { api, poll } from './api.js';
+import { api, poll, isAdmin } from './api.js';
 import { h, replace, fmtNum, fmtSeconds, fmtAgo, fmtDate, fmtBytes, errorBox, table, figures, card } from './dom.js';
 
-// The configured list as the node last answered it (the API tells it only
-// in the answer to a change).
+// The configured list as the node last answered it (GET /api/admin/peers,
+// or the answer to a change).
 let configured = null;
 
 export function mount(root) {
@@ -71,6 +71,14 @@ export function mount(root) {
     try {
       const r = await api('/api/peers', { signal: ctl.signal });
       draw(r);
+      if (isAdmin()) {
+        const c = await api('/api/admin/peers', { signal: ctl.signal });
+        const next = c.peers ?? [];
+        if (JSON.stringify(next) !== JSON.stringify(configured)) {
+          configured = next;
+          drawConfigured();
+        }
+      }
     } catch (e) {
       if (e.name !== 'AbortError') replace(status, errorBox(e, 'Cannot read the peers'));
     }
@@ -101,8 +109,9 @@ export function mount(root) {
       { label: 'Error', cell: (p) => [p.last_error ? h('span', { class: 'bad-text' }, p.last_error) : '', p.refused ? h('div', { class: 'bad-text' }, 'refused: ' + p.refused) : ''] },
       { label: 'Actions', class: 'admin-only nowrap', cell: (p) => h('div', { class: 'row-actions' },
         h('button', { type: 'button', class: 'small', 'data-testid': 'peer-sync', disabled: !p.ready, onclick: () => act('Sync with ' + p.id.slice(-8), '/api/admin/sync', { peer: p.id }) }, 'Sync'),
-        h('button', { type: 'button', class: 'small danger', 'data-testid': 'peer-block', onclick: () => act('Block ' + p.id.slice(-8), '/api/admin/block', { peer: p.id, blocked: true }) }, 'Block'),
-        h('button', { type: 'button', class: 'small', 'data-testid': 'peer-unblock', onclick: () => act('Unblock ' + p.id.slice(-8), '/api/admin/block', { peer: p.id, blocked: false }) }, 'Unblock')) },
+        p.refused
+          ? h('button', { type: 'button', class: 'small', 'data-testid': 'peer-unblock', title: 'Let it back in (lifts a block or a ban)', onclick: () => act('Unblock ' + p.id.slice(-8), '/api/admin/block', { peer: p.id, blocked: false }) }, 'Unblock')
+          : h('button', { type: 'button', class: 'small danger', 'data-testid': 'peer-block', onclick: () => act('Block ' + p.id.slice(-8), '/api/admin/block', { peer: p.id, blocked: true }) }, 'Block')) },
     ], peers, { empty: 'No peers connected, configured or known yet.', testid: 'peers-table' })));
     const st = r.stats ?? {};
     const rejected = Object.entries(st.rejected ?? {});
