@@ -27,6 +27,7 @@ func serveCommand() *ucli.Command {
 			dataFlag(),
 			&ucli.StringFlag{Name: "listen", Value: node.DefaultListen, Usage: "client protocol address (\"-\" for none)", EnvVars: []string{"PYVNODE_LISTEN"}},
 			&ucli.StringFlag{Name: "http", Value: web.DefaultListen, Usage: "control panel, read API and /metrics address (\"\" turns HTTP off)", EnvVars: []string{"PYVNODE_HTTP"}},
+			&ucli.StringSliceFlag{Name: "http-host", Usage: "a host name the panel is reached by through a proxy, repeatable (loopback names are always accepted)", EnvVars: []string{"PYVNODE_HTTP_HOSTS"}},
 			&ucli.BoolFlag{Name: "dev", Usage: "development mode: logins need no TOTP code"},
 			&ucli.StringSliceFlag{Name: "p2p-listen", Value: ucli.NewStringSlice(p2p.DefaultListen), Usage: "libp2p listen multiaddr, repeatable (\"-\" turns replication off)", EnvVars: []string{"PYVNODE_P2P_LISTEN"}},
 			&ucli.StringSliceFlag{Name: "peer", Usage: "peer to dial and keep connected, repeatable: /ip4/HOST/tcp/PORT/p2p/PEER-ID", EnvVars: []string{"PYVNODE_PEERS"}},
@@ -58,7 +59,7 @@ func serveCommand() *ucli.Command {
 			slog.SetDefault(logs.Node)
 			defer slog.SetDefault(prev)
 			n, err := node.Start(c.Context, node.Config{
-				DataDir: c.String("data"), Listen: c.String("listen"), HTTP: c.String("http"), Dev: c.Bool("dev"),
+				DataDir: c.String("data"), Listen: c.String("listen"), HTTP: c.String("http"), HTTPHosts: c.StringSlice("http-host"), Dev: c.Bool("dev"),
 				P2PListen: c.StringSlice("p2p-listen"), Peers: c.StringSlice("peer"), SyncInterval: c.Duration("sync-interval"),
 				Version: Version, Out: env(c).Stdout,
 				Logger: logs.Node, Replication: logs.Replication, LogHub: logs.Hub,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -35,17 +36,28 @@ func (n *Node) startHTTP() error {
 	// The metrics read the panel's counters; srv is set before anything
 	// is served.
 	var srv *web.Server
+	var err error
 	cfg.Metrics = n.metricsHandler(func() metrics.HTTPStats {
 		st := srv.Stats()
 		return metrics.HTTPStats{Logins: st.Logins, LoginFailures: st.LoginFailures, LiveStreams: st.LiveStreams}
 	})
-	srv, err := web.New(cfg)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", n.cfg.HTTP)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); (ok && tcp.IP.IsLoopback()) || len(n.cfg.HTTPHosts) > 0 {
+		// Answering only to known names keeps other sites' pages out (DNS
+		// rebinding): loopback names, the listen address, and the names
+		// a proxy in front of the node serves it as.
+		cfg.AllowedHosts = append(slices.Clone(web.LoopbackHosts), n.cfg.HTTPHosts...)
+		if ok {
+			cfg.AllowedHosts = append(cfg.AllowedHosts, tcp.IP.String())
+		}
+	}
+	srv, err = web.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	n.web, n.httpLn = srv, ln
 	n.httpDone = make(chan error, 1)

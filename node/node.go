@@ -56,6 +56,11 @@ type Config struct {
 	// HTTP is the control panel's, read API's and metrics' address
 	// (web.DefaultListen by default in the CLI); "" or "-" turns HTTP off.
 	HTTP string
+	// HTTPHosts are the host names the HTTP side answers to besides
+	// loopback names and its listen address (the names a reverse proxy
+	// serves it as). Without them a node on loopback answers only to
+	// loopback names, and one on another address to any name.
+	HTTPHosts []string
 	// Out receives what is printed once for the operator on first start
 	// (the admin's one-time password and TOTP QR code). Default io.Discard.
 	Out io.Writer

@@ -2,10 +2,12 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -119,7 +121,7 @@ type infoResult struct {
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	h := s.cfg.Store.Head()
@@ -150,7 +152,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 			out.ReplicationLagSec = &lag
 		}
 	}
-	writeJSON(w, r, "", "no-store", out)
+	writeJSON(w, r, "", cacheNone, out)
 }
 
 // lagOf is how long a ready peer has gone without a successful sync: since
@@ -174,11 +176,11 @@ type headResult struct {
 
 func (s *Server) handleHead(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	h := s.cfg.Store.Head()
-	writeJSON(w, r, "head-"+h.Link.String()+"-"+strconv.FormatUint(h.Size, 10), cacheHead,
+	writeJSON(w, r, s.tag()+"-head-"+h.Link.String()+"-"+strconv.FormatUint(h.Size, 10), cacheHead,
 		headResult{Size: h.Size, Root: h.Root.String(), Link: h.Link.String()})
 }
 
@@ -218,21 +220,21 @@ type checkpointResult struct {
 
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	cp, err := s.checkpoint()
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	id := s.cfg.Identity.ID()
 	vk, err := ledger.NoteVerifierKey(s.cfg.Genesis.Network, id)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, r, "cp-"+cp.link.String()+"-"+strconv.FormatUint(cp.size, 10), cacheHead, checkpointResult{
+	writeJSON(w, r, s.tag()+"-cp-"+cp.link.String()+"-"+strconv.FormatUint(cp.size, 10), cacheHead, checkpointResult{
 		Size: cp.size, Root: cp.root.String(), Link: cp.link.String(), Checkpoint: cp.checkpoint,
 		PublicKey: id.String(), VerifierKey: vk,
 	})
@@ -249,74 +251,63 @@ type recordsResult struct {
 func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) {
 	q, err := readQuery(r, "from", "count", "order")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
-	size := s.cfg.Store.Count()
 	order, _, err := q.str("order")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if order != "" && order != "asc" && order != "desc" {
-		writeError(w, badRequest("parameter \"order\": %q is not asc or desc", order))
+		s.writeError(w, r, badRequest("parameter \"order\": %q is not asc or desc", order))
 		return
 	}
 	desc := order == "desc"
 	from, hasFrom, err := q.uint("from")
+	if err == nil && from > math.MaxInt64 {
+		err = badRequest("parameter \"from\": %d is beyond any chain", from)
+	}
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	count, hasCount, err := q.uint("count")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if !hasCount {
 		count = DefaultPage
 	}
 	if count == 0 || count > MaxPage {
-		writeError(w, badRequest("parameter \"count\": %d is not between 1 and %d", count, MaxPage))
+		s.writeError(w, r, badRequest("parameter \"count\": %d is not between 1 and %d", count, MaxPage))
 		return
 	}
-	if desc && !hasFrom {
-		if size == 0 {
-			writeJSON(w, r, "", cacheHead, recordsResult{Records: []json.RawMessage{}, Next: -1, Size: 0})
-			return
-		}
-		from = size - 1
+	head := s.cfg.Store.Head()
+	size := head.Size
+	first, n := planPage(size, from, hasFrom, count, desc)
+	release, err := s.acquire(r, s.pages, "record pages")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
+	defer release()
 	out := recordsResult{Records: []json.RawMessage{}, Size: size}
-	var heights []uint64
-	if desc {
-		if from >= size {
-			if size == 0 {
-				out.Next = -1
-				writeJSON(w, r, "", cacheHead, out)
-				return
-			}
-			from = size - 1
-		}
-		for h := int64(from); h >= 0 && uint64(len(heights)) < count; h-- {
-			heights = append(heights, uint64(h))
-		}
-	} else {
-		for h := from; h < size && uint64(len(heights)) < count; h++ {
-			heights = append(heights, h)
-		}
-	}
 	bytes := 0
-	var last ledger.Hash
-	for _, h := range heights {
+	for i := range n {
+		h := first + i
+		if desc {
+			h = first - i
+		}
 		rec, e, err := s.cfg.Store.GetByHeight(h)
 		if err != nil {
-			writeError(w, ledgerError(err))
+			s.writeError(w, r, ledgerError(err))
 			return
 		}
 		b, err := encodeRecord(rec, e)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, r, err)
 			return
 		}
 		if bytes+len(b) > maxPageBytes && len(out.Records) > 0 {
@@ -324,32 +315,42 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request) {
 		}
 		bytes += len(b)
 		out.Records = append(out.Records, b)
-		last = e.Link
 	}
-	n := uint64(len(out.Records))
+	out.Next = nextOf(first, uint64(len(out.Records)), desc)
+	// The page is a function of the chain up to its head: the head's link
+	// names it.
+	etag := fmt.Sprintf("%s-rec-%t-%d-%d-%s", s.tag(), desc, first, len(out.Records), head.Link)
+	writeJSON(w, r, etag, cacheHead, out)
+}
+
+// planPage decides where a page starts and how many entries it may hold
+// (before the byte budget): ascending from from, or descending from from
+// (the last entry when from is absent or beyond the head).
+func planPage(size, from uint64, hasFrom bool, count uint64, desc bool) (first, n uint64) {
+	if !desc {
+		first = min(from, size)
+		return first, min(count, size-first)
+	}
+	if size == 0 {
+		return 0, 0
+	}
+	first = from
+	if !hasFrom || from >= size {
+		first = size - 1
+	}
+	return first, min(count, first+1)
+}
+
+// nextOf is where the page after one of n entries starting at first
+// begins: -1 when a descending page reached the start of the chain.
+func nextOf(first, n uint64, desc bool) int64 {
 	if desc {
-		out.Next = int64(from) - int64(n)
-	} else {
-		out.Next = int64(from + n)
 		if n == 0 {
-			out.Next = int64(max(from, size))
+			return -1
 		}
+		return int64(first) - int64(n)
 	}
-	// A page that could still grow (it reaches the head, or was cut short
-	// by the head) is about the head; one that ends below it never changes.
-	cache, etag := cacheHead, ""
-	full := n == count || (n > 0 && !desc && from+n < size)
-	if desc {
-		full = n > 0
-	}
-	if full && n > 0 {
-		cache = cacheImmutable
-		etag = fmt.Sprintf("rec-%s-%d-%d-%s", order, from, n, last)
-	} else {
-		h := s.cfg.Store.Head()
-		etag = fmt.Sprintf("rec-%s-%d-%d-%s", order, from, h.Size, h.Link)
-	}
-	writeJSON(w, r, etag, cache, out)
+	return int64(first + n)
 }
 
 func encodeRecord(rec *ledger.SignedRecord, e ledger.Entry) (json.RawMessage, error) {
@@ -362,17 +363,17 @@ func encodeRecord(rec *ledger.SignedRecord, e ledger.Entry) (json.RawMessage, er
 
 func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	id, err := parseID(r.PathValue("id"))
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	rec, e, err := s.cfg.Store.Get(id)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
 		return
 	}
 	s.writeRecord(w, r, rec, e)
@@ -380,22 +381,22 @@ func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleRecordAt(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	hs := r.PathValue("height")
 	h, err := strconv.ParseUint(hs, 10, 64)
 	if err != nil {
-		writeError(w, badRequest("height %q is not a non-negative integer", clip(hs)))
+		s.writeError(w, r, badRequest("height %q is not a non-negative integer", clip(hs)))
 		return
 	}
 	if size := s.cfg.Store.Count(); h >= size {
-		writeError(w, errorf(http.StatusNotFound, "not_found", "no record at height %d: the chain has %d", h, size))
+		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "no record at height %d: the chain has %d", h, size))
 		return
 	}
 	rec, e, err := s.cfg.Store.GetByHeight(h)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
 		return
 	}
 	s.writeRecord(w, r, rec, e)
@@ -404,10 +405,10 @@ func (s *Server) handleRecordAt(w http.ResponseWriter, r *http.Request) {
 func (s *Server) writeRecord(w http.ResponseWriter, r *http.Request, rec *ledger.SignedRecord, e ledger.Entry) {
 	b, err := encodeRecord(rec, e)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, r, "entry-"+e.Link.String(), cacheImmutable, b)
+	writeJSON(w, r, s.tag()+"-entry-"+e.Link.String(), cacheHead, b)
 }
 
 // ---- proofs ----
@@ -425,7 +426,7 @@ type inclusionResult struct {
 func (s *Server) handleInclusion(w http.ResponseWriter, r *http.Request) {
 	q, err := readQuery(r, "id", "size")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	ids, ok, err := q.str("id")
@@ -433,54 +434,72 @@ func (s *Server) handleInclusion(w http.ResponseWriter, r *http.Request) {
 		err = badRequest("parameter \"id\" is required")
 	}
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	id, err := parseID(ids)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	size, hasSize, err := q.uint("size")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	st := s.cfg.Store
 	idx, err := st.Height(id)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
+		return
+	}
+	// The id index can name a record a moment before the head covers it.
+	head := st.Count()
+	if idx >= head {
+		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "record %s is being appended; ask again in a moment", id))
 		return
 	}
 	out := inclusionResult{ID: id.String(), Index: idx, LeafHash: ledger.LeafHash(id).String()}
 	var root ledger.Hash
-	cache, etag := cacheImmutable, ""
 	if hasSize {
-		if idx >= size || size > st.Count() {
-			writeError(w, badRequest("record %s is at height %d: size must be above it and at most %d", id, idx, st.Count()))
+		if idx >= size || size > head {
+			s.writeError(w, r, badRequest("record %s is at height %d: size must be above it and at most %d", id, idx, head))
 			return
 		}
 		if root, err = st.RootAt(size); err != nil {
-			writeError(w, ledgerError(err))
+			s.writeError(w, r, ledgerError(err))
 			return
 		}
-		etag = fmt.Sprintf("incl-%s-%d", id, size)
 	} else {
 		cp, err := s.checkpoint()
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, r, err)
+			return
+		}
+		if idx >= cp.size {
+			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "record %s is being appended; ask again in a moment", id))
 			return
 		}
 		size, root, out.Checkpoint = cp.size, cp.root, cp.checkpoint
-		cache, etag = cacheHead, fmt.Sprintf("incl-%s-%d-%s", id, size, cp.link)
 	}
 	p, err := st.InclusionProof(idx, size)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
 		return
 	}
 	out.Size, out.Root, out.Proof = size, root.String(), hexList(p)
-	writeJSON(w, r, etag, cache, out)
+	etag := fmt.Sprintf("%s-incl-%s-%d-%s-%t", s.tag(), id, size, root, hasSize)
+	if !hasSize {
+		// The answer carries a checkpoint signed at this head.
+		etag += "-" + strconv.Itoa(len(out.Checkpoint)) + "-" + hashText(out.Checkpoint)
+	}
+	writeJSON(w, r, etag, cacheHead, out)
+}
+
+// hashText is a short digest of a text, for ETags.
+func hashText(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:8])
 }
 
 func hexList(p [][]byte) []string {
@@ -502,7 +521,7 @@ type consistencyResult struct {
 func (s *Server) handleConsistency(w http.ResponseWriter, r *http.Request) {
 	q, err := readQuery(r, "old", "new")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	old, hasOld, err := q.uint("old")
@@ -510,40 +529,39 @@ func (s *Server) handleConsistency(w http.ResponseWriter, r *http.Request) {
 		err = badRequest("parameter \"old\" is required")
 	}
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	st := s.cfg.Store
 	size := st.Count()
 	nw, hasNew, err := q.uint("new")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
-	cache := cacheImmutable
 	if !hasNew {
-		nw, cache = size, cacheHead
+		nw = size
 	}
 	if old > nw || nw > size {
-		writeError(w, badRequest("need old <= new <= %d, got old %d and new %d", size, old, nw))
+		s.writeError(w, r, badRequest("need old <= new <= %d, got old %d and new %d", size, old, nw))
 		return
 	}
 	p, err := st.ConsistencyProof(old, nw)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
 		return
 	}
 	oldRoot, err := st.RootAt(old)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
 		return
 	}
 	newRoot, err := st.RootAt(nw)
 	if err != nil {
-		writeError(w, ledgerError(err))
+		s.writeError(w, r, ledgerError(err))
 		return
 	}
-	writeJSON(w, r, fmt.Sprintf("cons-%d-%d-%s", old, nw, newRoot), cache,
+	writeJSON(w, r, fmt.Sprintf("%s-cons-%d-%d-%s", s.tag(), old, nw, newRoot), cacheHead,
 		consistencyResult{Old: old, New: nw, OldRoot: oldRoot.String(), NewRoot: newRoot.String(), Proof: hexList(p)})
 }
 
@@ -560,17 +578,18 @@ func (s *Server) index(ctx context.Context) (*apps.Index, error) {
 	return s.cfg.Apps.Index(ctx)
 }
 
-// view computes a tally or report in one of the view slots.
-func view[T any](s *Server, r *http.Request, compute func(*apps.Index) (T, error)) (T, error) {
+// view computes a tally or report in one of the engine's view slots,
+// which the client protocol shares.
+func view[T any](ctx context.Context, s *Server, compute func(*apps.Index) (T, error)) (T, error) {
 	var zero T
-	x, err := s.index(r.Context())
+	x, err := s.index(ctx)
 	if err != nil {
 		return zero, err
 	}
 	// Wait briefly rather than refuse a burst outright.
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	release, err := s.cfg.Apps.AcquireView(ctx)
+	release, err := s.cfg.Apps.AcquireView(wctx)
 	if err != nil {
 		return zero, errorf(http.StatusTooManyRequests, "too_many", "too many tallies and reports being computed; try again")
 	}
@@ -589,28 +608,34 @@ func appError(err error) error {
 	return err
 }
 
-// viewETag ties a view to the chain it was computed from.
-func (s *Server) viewETag(name string) string {
-	h := s.cfg.Store.Head()
-	return fmt.Sprintf("%s-%d-%s", name, h.Size, h.Link)
-}
-
-// serveView answers a view, or 304 when the chain has not changed since
-// the client's copy: the view is a function of the chain.
+// serveView answers a view. Views are functions of the chain, so the
+// answer is named by the view and the head: a client holding it gets 304,
+// and concurrent or repeated requests at one head share one computation.
 func serveView[T any](s *Server, w http.ResponseWriter, r *http.Request, key string, compute func(*apps.Index) (T, error)) {
-	etag := s.viewETag(key)
+	h := s.cfg.Store.Head()
+	etag := fmt.Sprintf("%s-%s-%d-%s", s.tag(), key, h.Size, h.Link)
 	if matchETag(r.Header.Get("If-None-Match"), `"`+etag+`"`) {
 		w.Header().Set("ETag", `"`+etag+`"`)
 		w.Header().Set("Cache-Control", cacheHead)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	v, err := view(s, r, compute)
+	b, err := s.views.get(etag, func() ([]byte, error) {
+		// Computed for every waiting request: not cut short when the
+		// first one leaves.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
+		defer cancel()
+		v, err := view(ctx, s, compute)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(v)
+	})
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, r, etag, cacheHead, v)
+	writeJSON(w, r, etag, cacheHead, json.RawMessage(b))
 }
 
 type ballotsResult struct {
@@ -619,7 +644,7 @@ type ballotsResult struct {
 
 func (s *Server) handleBallots(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	serveView(s, w, r, "ballots", func(x *apps.Index) (ballotsResult, error) {
@@ -630,7 +655,7 @@ func (s *Server) handleBallots(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleTally(w http.ResponseWriter, r *http.Request) {
 	name, err := requiredParam(r, "ballot")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	serveView(s, w, r, "tally-"+hex.EncodeToString([]byte(name)), func(x *apps.Index) (*apps.Tally, error) { return x.Tally(name) })
@@ -642,7 +667,7 @@ type fundsResult struct {
 
 func (s *Server) handleFunds(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	serveView(s, w, r, "funds", func(x *apps.Index) (fundsResult, error) {
@@ -653,7 +678,7 @@ func (s *Server) handleFunds(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleFundReport(w http.ResponseWriter, r *http.Request) {
 	name, err := requiredParam(r, "fund")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	serveView(s, w, r, "fund-"+hex.EncodeToString([]byte(name)), func(x *apps.Index) (*apps.FundReport, error) { return x.FundReport(name) })
@@ -662,24 +687,24 @@ func (s *Server) handleFundReport(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleResourceReport(w http.ResponseWriter, r *http.Request) {
 	q, err := readQuery(r, "period", "account")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	period, _, err := q.str("period")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if period == "" {
 		period = "month"
 	}
 	if err := apps.CheckPeriod(period); err != nil {
-		writeError(w, badRequest("parameter \"period\": %v", err))
+		s.writeError(w, r, badRequest("parameter \"period\": %v", err))
 		return
 	}
 	account, _, err := q.str("account")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	key := "res-" + period + "-" + hex.EncodeToString([]byte(account))
@@ -764,12 +789,12 @@ func timeText(t time.Time) string {
 
 func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	rep := s.cfg.Replicator
 	if rep == nil {
-		writeJSON(w, r, "", "no-store", peersResult{Peers: []peerJSON{}})
+		writeJSON(w, r, "", cacheNone, peersResult{Peers: []peerJSON{}})
 		return
 	}
 	st := rep.Network()
@@ -796,5 +821,5 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
 	if out.Stats.Rejected == nil {
 		out.Stats.Rejected = map[string]uint64{}
 	}
-	writeJSON(w, r, "", "no-store", out)
+	writeJSON(w, r, "", cacheNone, out)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -30,13 +31,20 @@ type testNode struct {
 	base string
 }
 
-func startNode(t testing.TB) *testNode {
+func startNode(t testing.TB) *testNode { return startNodeWith(t, nil) }
+
+// startNodeWith starts a node after letting adjust change its config.
+func startNodeWith(t testing.TB, adjust func(*node.Config)) *testNode {
 	t.Helper()
 	dir := t.TempDir()
-	n, err := node.Start(context.Background(), node.Config{
+	cfg := node.Config{
 		DataDir: dir, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"},
 		HTTP: "127.0.0.1:0", Dev: true, Out: io.Discard,
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	n, err := node.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}
@@ -104,6 +112,10 @@ func do(t testing.TB, c *http.Client, method, url string, body any, hdr map[stri
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	if c == nil {
@@ -230,23 +242,29 @@ func TestRecordsPagesAndCaching(t *testing.T) {
 			t.Fatalf("payload %s", rec.Payload)
 		}
 	}
-	// A full page below the head never changes.
-	if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
-		t.Fatalf("full page Cache-Control %q", cc)
+	// Every page may be kept, but is checked with the node: its ETag
+	// names the chain's head.
+	etag := r.header.Get("ETag")
+	if cc := r.header.Get("Cache-Control"); cc != "no-cache" || etag == "" {
+		t.Fatalf("page Cache-Control %q, ETag %q", cc, etag)
 	}
-	if r2 := do(t, nil, "GET", tn.base+"/api/records?from=2&count=5", nil, map[string]string{"If-None-Match": r.header.Get("ETag")}); r2.status != 304 {
+	if r2 := do(t, nil, "GET", tn.base+"/api/records?from=2&count=5", nil, map[string]string{"If-None-Match": etag}); r2.status != 304 {
 		t.Fatalf("same page with its ETag: %d", r2.status)
 	}
+	descPage := get(t, tn.base+"/api/records?order=desc&count=3")
 	// The last, partial page is about the head.
 	r = get(t, tn.base+"/api/records?from=10&count=5")
 	r.json(t, &p)
 	if len(p.Records) != 2 || p.Next != 12 || r.header.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("tail page: %d records, next %d, %q", len(p.Records), p.Next, r.header.Get("Cache-Control"))
 	}
-	// Beyond the head: empty.
+	// Beyond the head: empty, continuing at the head.
 	get(t, tn.base+"/api/records?from=50").json(t, &p)
-	if len(p.Records) != 0 || p.Next != 50 {
+	if len(p.Records) != 0 || p.Next != 12 {
 		t.Fatalf("beyond the head: %+v", p)
+	}
+	if r := get(t, tn.base+"/api/records?from=18446744073709551615"); r.status != 400 {
+		t.Fatalf("from 2^64-1: %d %s", r.status, r.body)
 	}
 	// Newest first.
 	get(t, tn.base+"/api/records?order=desc&count=4").json(t, &p)
@@ -267,8 +285,23 @@ func TestRecordsPagesAndCaching(t *testing.T) {
 	var one recordJSON
 	r = get(t, tn.base+"/api/records/"+ids[3])
 	r.json(t, &one)
-	if one.Height != 3 || !strings.Contains(r.header.Get("Cache-Control"), "immutable") {
+	if one.Height != 3 || r.header.Get("ETag") == "" {
 		t.Fatalf("by id: %+v %v", one, r.header)
+	}
+	if r2 := do(t, nil, "GET", tn.base+"/api/records/"+ids[3], nil, map[string]string{"If-None-Match": r.header.Get("ETag")}); r2.status != 304 {
+		t.Fatalf("record with its ETag: %d", r2.status)
+	}
+
+	// An append changes every page's answer (its size, and the newest
+	// entries for a page at the head).
+	tn.put(t, "note.text", `{"i":12}`)
+	if r2 := do(t, nil, "GET", tn.base+"/api/records?from=2&count=5", nil, map[string]string{"If-None-Match": etag}); r2.status != 200 {
+		t.Fatalf("page after an append with the old ETag: %d", r2.status)
+	}
+	r = do(t, nil, "GET", tn.base+"/api/records?order=desc&count=3", nil, map[string]string{"If-None-Match": descPage.header.Get("ETag")})
+	r.json(t, &p)
+	if r.status != 200 || p.Records[0].Height != 12 {
+		t.Fatalf("newest page after an append: %d %+v", r.status, p)
 	}
 	get(t, tn.base+"/api/records/height/4").json(t, &one)
 	if one.ID != ids[4] {
@@ -322,8 +355,14 @@ func TestProofsVerify(t *testing.T) {
 			if r.header.Get("Cache-Control") != "no-cache" {
 				t.Fatalf("proof at the head is cached: %v", r.header)
 			}
-		} else if in.Size != 6 || !strings.Contains(r.header.Get("Cache-Control"), "immutable") {
-			t.Fatalf("proof at size 6: %+v %v", in, r.header)
+		} else {
+			want, err := tn.n.Store().RootAt(6)
+			if err != nil || in.Size != 6 || in.Root != want.String() {
+				t.Fatalf("proof at size 6: %+v, root at 6 is %s (%v)", in, want, err)
+			}
+			if r2 := do(t, nil, "GET", tn.base+"/api/proof/inclusion?id="+recs[4].ID.String()+size, nil, map[string]string{"If-None-Match": r.header.Get("ETag")}); r2.status != 304 {
+				t.Fatalf("proof with its ETag: %d", r2.status)
+			}
 		}
 	}
 	var cons struct {
@@ -341,6 +380,11 @@ func TestProofsVerify(t *testing.T) {
 	}{&cons.Old, &cons.New, &cons.OldRoot, &cons.NewRoot, &cons.Proof})
 	o, _ := hex.DecodeString(cons.OldRoot)
 	n, _ := hex.DecodeString(cons.NewRoot)
+	r3, _ := tn.n.Store().RootAt(3)
+	r8, _ := tn.n.Store().RootAt(8)
+	if cons.OldRoot != r3.String() || cons.NewRoot != r8.String() {
+		t.Fatalf("consistency roots %s %s, the chain's are %s %s", cons.OldRoot, cons.NewRoot, r3, r8)
+	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, 3, 8, decodeList(cons.Proof), o, n); err != nil {
 		t.Fatalf("consistency does not verify: %v (%s)", err, r.body)
 	}
@@ -520,7 +564,7 @@ func TestLoginCSRFAndAdminActions(t *testing.T) {
 		t.Fatalf("login: %d %s", r.status, r.body)
 	}
 	ck := r.header.Get("Set-Cookie")
-	for _, want := range []string{"pyv_session=", "HttpOnly", "SameSite=Strict", "Path=/"} {
+	for _, want := range []string{"pyv_session_" + tn.n.Identity().ID().String()[:12] + "=", "HttpOnly", "SameSite=Strict", "Path=/"} {
 		if !strings.Contains(ck, want) {
 			t.Fatalf("cookie %q lacks %q", ck, want)
 		}
@@ -750,37 +794,53 @@ func TestLimits(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var bodies []io.Closer
-	open := func() *http.Response {
+	// Clients from several loopback addresses (127.0.0.2, …): each may
+	// hold MaxStreamsPerAddr streams, and the node MaxLiveStreams.
+	clientFrom := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	open := func(c *http.Client) (*http.Response, string) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", tn.base+"/api/events/records", nil)
-		res, err := http.DefaultClient.Do(req)
+		res, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return res
-	}
-	for range web.MaxLiveStreams {
-		res := open()
 		if res.StatusCode != 200 {
-			t.Fatalf("stream %d: %d", len(bodies), res.StatusCode)
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			return res, string(b)
 		}
-		bodies = append(bodies, res.Body)
+		return res, ""
 	}
-	res := open()
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 429 || !strings.Contains(string(b), "too_many") {
-		t.Fatalf("stream beyond the limit: %d %s", res.StatusCode, b)
+	var bodies []io.Closer
+	for i := 0; len(bodies) < web.MaxLiveStreams; i++ {
+		c := clientFrom(fmt.Sprintf("127.0.0.%d", 2+i))
+		for range web.MaxStreamsPerAddr {
+			res, msg := open(c)
+			if res.StatusCode != 200 {
+				t.Fatalf("stream %d: %d %s", len(bodies), res.StatusCode, msg)
+			}
+			bodies = append(bodies, res.Body)
+		}
+		if i == 0 {
+			if res, msg := open(c); res.StatusCode != 429 || !strings.Contains(msg, "from your address") {
+				t.Fatalf("stream beyond the per-address limit: %d %s", res.StatusCode, msg)
+			}
+		}
+	}
+	last := clientFrom("127.0.0.200")
+	if res, msg := open(last); res.StatusCode != 429 || !strings.Contains(msg, "on this node") {
+		t.Fatalf("stream beyond the node's limit: %d %s", res.StatusCode, msg)
 	}
 	bodies[0].Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		res := open()
+		res, _ := open(last)
 		if res.StatusCode == 200 {
 			res.Body.Close()
 			break
 		}
-		res.Body.Close()
 		if time.Now().After(deadline) {
 			t.Fatal("a closed stream's slot was not given back")
 		}

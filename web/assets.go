@@ -11,8 +11,8 @@ import (
 //go:embed assets
 var assetFS embed.FS
 
-// assetHandler serves the panel. Every path that is not a file gives
-// index.html, so the panel's own routes (/explorer, /votes, …) load it too.
+// assetHandler serves the panel. A path that names no file and has no
+// extension gives index.html, so the panel's own routes load it too.
 func assetHandler() http.Handler {
 	sub, err := fs.Sub(assetFS, "assets")
 	if err != nil {
@@ -25,6 +25,12 @@ func assetHandler() http.Handler {
 			name = "index.html"
 		}
 		if _, err := fs.Stat(sub, name); err != nil {
+			if strings.Contains(path.Base(name), ".") {
+				// A file the panel does not have (favicon.ico, a stale
+				// script name): say so rather than answer the page.
+				http.NotFound(w, r)
+				return
+			}
 			name = "index.html"
 		}
 		// The assets change only with the binary; revalidate rather than

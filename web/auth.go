@@ -21,11 +21,18 @@ import (
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 )
 
-// CookieName is the panel's session cookie.
+// CookieName starts the name of the panel's session cookie; the node's
+// id follows (pyv_session_<12 hex digits>), since browsers send a cookie to
+// every port of a host.
 const CookieName = "pyv_session"
 
-// maxSessions bounds the panel logins kept at once; the oldest goes first.
-const maxSessions = 1024
+// maxSessions bounds the panel logins kept at once, and maxUserSessions
+// those of one account; beyond either the oldest goes first, and an
+// account's own logins go before anyone else's.
+const (
+	maxSessions     = 1024
+	maxUserSessions = 16
+)
 
 type panelSession struct {
 	user    string
@@ -63,15 +70,27 @@ func (ss *sessions) create(u accounts.Public) (string, *panelSession) {
 			delete(ss.m, k)
 		}
 	}
-	for len(ss.m) >= maxSessions {
+	evictOldest := func(match func(*panelSession) bool) {
 		var oldest string
 		var t time.Time
 		for k, v := range ss.m {
-			if oldest == "" || v.expires.Before(t) {
+			if match(v) && (oldest == "" || v.expires.Before(t)) {
 				oldest, t = k, v.expires
 			}
 		}
 		delete(ss.m, oldest)
+	}
+	mine := 0
+	for _, v := range ss.m {
+		if v.user == u.Name {
+			mine++
+		}
+	}
+	for ; mine >= maxUserSessions; mine-- {
+		evictOldest(func(v *panelSession) bool { return v.user == u.Name })
+	}
+	for len(ss.m) >= maxSessions {
+		evictOldest(func(*panelSession) bool { return true })
 	}
 	id := token()
 	ps := &panelSession{user: u.Name, epoch: u.Epoch, csrf: token(), expires: now.Add(ss.ttl)}
@@ -116,7 +135,7 @@ func (s *Server) current(r *http.Request) (*login, error) {
 	if s.cfg.Accounts == nil {
 		return nil, errorf(http.StatusServiceUnavailable, "unavailable", "this node has no accounts (the client protocol is off)")
 	}
-	c, err := r.Cookie(CookieName)
+	c, err := r.Cookie(s.cookie)
 	if err != nil || c.Value == "" {
 		return nil, errNoLogin
 	}
@@ -160,17 +179,17 @@ func (s *Server) requireRole(r *http.Request, need role) (*login, error) {
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := checkOrigin(r); err != nil {
-			writeError(w, err)
+			s.writeError(w, r, err)
 			return
 		}
 		l, err := s.current(r)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, r, err)
 			return
 		}
 		tok := r.Header.Get("X-CSRF-Token")
 		if tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(l.session.csrf)) != 1 {
-			writeError(w, errorf(http.StatusForbidden, "csrf", "missing or wrong X-CSRF-Token header"))
+			s.writeError(w, r, errorf(http.StatusForbidden, "csrf", "missing or wrong X-CSRF-Token header"))
 			return
 		}
 		h(w, r)
@@ -240,16 +259,16 @@ func clientAddr(r *http.Request) string {
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err := checkOrigin(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if s.cfg.Accounts == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "this node has no accounts (the client protocol is off)"))
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node has no accounts (the client protocol is off)"))
 		return
 	}
 	var a loginArgs
 	if err := readBody(w, r, &a); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
@@ -258,33 +277,33 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if accounts.CheckName(a.User) != nil {
 		logName = "(invalid name)"
 	}
-	u, err := s.cfg.Accounts.Login(ctx, a.User, a.Password, a.Code, "http:"+clientAddr(r), !s.cfg.Dev)
+	u, err := s.cfg.Accounts.Login(ctx, a.User, a.Password, a.Code, clientAddr(r), !s.cfg.Dev)
 	switch {
 	case err == nil:
 	case errors.Is(err, accounts.ErrCodeRequired):
-		writeError(w, errorf(http.StatusUnauthorized, "code_required", "%v", err))
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "code_required", "%v", err))
 		return
 	case errors.Is(err, accounts.ErrLockedOut):
 		s.loginFailures.Add(1)
 		s.log.Warn("panel login locked out", "user", logName, "addr", clientAddr(r))
-		writeError(w, errorf(http.StatusTooManyRequests, "too_many", "%v", err))
+		s.writeError(w, r, errorf(http.StatusTooManyRequests, "too_many", "%v", err))
 		return
 	case errors.Is(err, accounts.ErrLoginFailed):
 		s.loginFailures.Add(1)
 		s.log.Info("panel login failed", "user", logName, "addr", clientAddr(r))
-		writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "%v", err))
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "%v", err))
 		return
 	case errors.Is(err, accounts.ErrBusy):
-		writeError(w, errorf(http.StatusTooManyRequests, "too_many", "too many logins in progress; try again"))
+		s.writeError(w, r, errorf(http.StatusTooManyRequests, "too_many", "too many logins in progress; try again"))
 		return
 	default:
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	s.logins.Add(1)
 	id, ps := s.sessions.create(u)
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Name: s.cookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: r.TLS != nil, MaxAge: int(s.cfg.SessionTTL.Seconds()),
 	})
 	s.log.Info("panel login", "user", u.Name, "role", u.Role, "addr", clientAddr(r))
@@ -295,17 +314,23 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	l, err := s.current(r)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSONStatus(w, http.StatusOK, sessionResult{User: l.user.Name, Role: string(l.user.Role), CSRF: l.session.csrf, MustChange: l.user.MustChange, Dev: s.cfg.Dev})
 }
 
+// handleLogout ends the request's session, whatever state it is in, and
+// clears the cookie. It needs no CSRF token: a forged logout harms no one.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(CookieName); err == nil {
+	if err := checkOrigin(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if c, err := r.Cookie(s.cookie); err == nil {
 		s.sessions.drop(c.Value)
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	writeJSONStatus(w, http.StatusOK, struct{}{})
 }
 
@@ -319,30 +344,34 @@ type passwordArgs struct {
 func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	l, err := s.current(r)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	var a passwordArgs
 	if err := readBody(w, r, &a); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
-	epoch, err := s.cfg.Accounts.ChangePassword(ctx, l.user.Name, a.Old, a.New, "http:"+clientAddr(r))
+	epoch, err := s.cfg.Accounts.ChangePassword(ctx, l.user.Name, a.Old, a.New, clientAddr(r))
 	switch {
 	case err == nil:
 	case errors.Is(err, accounts.ErrWeakPassword):
-		writeError(w, badRequest("%v", err))
+		s.writeError(w, r, badRequest("%v", err))
 		return
 	case errors.Is(err, accounts.ErrLoginFailed):
-		writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "the old password is wrong"))
+		msg := "the old password is wrong"
+		if err != accounts.ErrLoginFailed {
+			msg = err.Error() // e.g. changed meanwhile by another session
+		}
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "%s", msg))
 		return
 	case errors.Is(err, accounts.ErrLockedOut):
-		writeError(w, errorf(http.StatusTooManyRequests, "too_many", "%v", err))
+		s.writeError(w, r, errorf(http.StatusTooManyRequests, "too_many", "%v", err))
 		return
 	default:
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	// The password change ends every session of the account, this one too;
@@ -350,12 +379,12 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 	s.sessions.drop(l.id)
 	u, err := s.cfg.Accounts.Get(l.user.Name)
 	if err != nil || u.Epoch != epoch {
-		writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "log in again with the new password"))
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "log in again with the new password"))
 		return
 	}
 	id, ps := s.sessions.create(u)
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Name: s.cookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: r.TLS != nil, MaxAge: int(s.cfg.SessionTTL.Seconds()),
 	})
 	s.log.Info("panel password changed", "user", u.Name)
@@ -378,20 +407,20 @@ type putResult struct {
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	l, err := s.requireRole(r, roleWriter)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if s.cfg.Submit == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "this node takes no records over HTTP"))
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node takes no records over HTTP"))
 		return
 	}
 	var a putArgs
 	if err := readBody(w, r, &a); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if err := ledger.CheckKind(a.Kind); err != nil {
-		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid_record", "kind %q: %v", clip(a.Kind), err))
+		s.writeError(w, r, errorf(http.StatusUnprocessableEntity, "invalid_record", "kind %q: %v", clip(a.Kind), err))
 		return
 	}
 	if len(a.Payload) == 0 {
@@ -399,16 +428,16 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	}
 	payload, err := ledger.PayloadFromJSON(a.Payload)
 	if err != nil {
-		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid_record", "payload: %v", err))
+		s.writeError(w, r, errorf(http.StatusUnprocessableEntity, "invalid_record", "payload: %v", err))
 		return
 	}
 	if apps.Reserved(a.Kind) && apps.RequiredRole(a.Kind) == apps.RoleAuthority && l.user.Role != accounts.Authority {
-		writeError(w, errorf(http.StatusForbidden, "forbidden", "%s needs the authority role (you are %s)", a.Kind, l.user.Role))
+		s.writeError(w, r, errorf(http.StatusForbidden, "forbidden", "%s needs the authority role (you are %s)", a.Kind, l.user.Role))
 		return
 	}
 	rec, e, err := s.cfg.Submit(r.Context(), l.user, a.Kind, payload)
 	if err != nil {
-		writeError(w, submitError(err))
+		s.writeError(w, r, submitError(err))
 		return
 	}
 	s.log.Info("record put from the panel", "user", l.user.Name, "kind", a.Kind, "id", rec.ID.String(), "height", e.Height)
@@ -451,17 +480,17 @@ type syncResult struct {
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	l, err := s.requireRole(r, roleAdmin)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	rep, err := s.replicator()
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	var a syncArgs
 	if err := readBody(w, r, &a); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
@@ -469,10 +498,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	res, err := rep.Sync(ctx, a.Peer)
 	if err != nil {
 		if errors.Is(err, protocol.ErrNoPeer) {
-			writeError(w, errorf(http.StatusNotFound, "not_found", "%v", err))
+			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "%v", err))
 			return
 		}
-		writeError(w, errorf(http.StatusBadGateway, "sync_failed", "%v", err))
+		s.writeError(w, r, errorf(http.StatusBadGateway, "sync_failed", "%v", err))
 		return
 	}
 	s.log.Info("sync from the panel", "user", l.user.Name, "peer", a.Peer, "peers", len(res))
@@ -491,20 +520,20 @@ type peerListResult struct {
 func (s *Server) handlePeerList(w http.ResponseWriter, r *http.Request) {
 	l, err := s.requireRole(r, roleAdmin)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if s.cfg.Peers == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
 		return
 	}
 	var a peerListArgs
 	if err := readBody(w, r, &a); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if (a.Add == "") == (a.Remove == "") {
-		writeError(w, badRequest("give one of \"add\" or \"remove\""))
+		s.writeError(w, r, badRequest("give one of \"add\" or \"remove\""))
 		return
 	}
 	if a.Add != "" {
@@ -513,7 +542,7 @@ func (s *Server) handlePeerList(w http.ResponseWriter, r *http.Request) {
 		err = s.cfg.Peers.Remove(a.Remove)
 	}
 	if err != nil {
-		writeError(w, badRequest("%v", err))
+		s.writeError(w, r, badRequest("%v", err))
 		return
 	}
 	s.log.Info("peer list changed from the panel", "user", l.user.Name, "add", a.Add, "remove", a.Remove)
@@ -523,15 +552,15 @@ func (s *Server) handlePeerList(w http.ResponseWriter, r *http.Request) {
 // handleConfiguredPeers lists the peers the node dials and keeps.
 func (s *Server) handleConfiguredPeers(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if _, err := s.requireRole(r, roleAdmin); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if s.cfg.Peers == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -546,21 +575,21 @@ type blockArgs struct {
 func (s *Server) handleBlock(w http.ResponseWriter, r *http.Request) {
 	l, err := s.requireRole(r, roleAdmin)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	rep, err := s.replicator()
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	var a blockArgs
 	if err := readBody(w, r, &a); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if err := rep.Block(a.Peer, a.Blocked); err != nil {
-		writeError(w, badRequest("%v", err))
+		s.writeError(w, r, badRequest("%v", err))
 		return
 	}
 	s.log.Info("peer blocked from the panel", "user", l.user.Name, "peer", a.Peer, "blocked", a.Blocked)
@@ -573,11 +602,11 @@ type usersResult struct {
 
 func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request) {
 	if _, err := readQuery(r); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if _, err := s.requireRole(r, roleAdmin); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -3,12 +3,12 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pyvnode/pyvnode/ledger"
@@ -33,7 +33,18 @@ type gapEvent struct {
 }
 
 type feedSub struct {
-	ch chan feedItem
+	ch     chan feedItem
+	queued atomic.Int64 // bytes handed to ch and not yet taken
+}
+
+// maxQueuedBytes is how much a live stream may fall behind before it is
+// dropped (records are up to about 200 KB of JSON each).
+const maxQueuedBytes = 16 << 20
+
+// take is how a stream receives its next item.
+func (s *feedSub) take(it feedItem) feedItem {
+	s.queued.Add(-int64(len(it.data)))
+	return it
 }
 
 // feed polls the chain's head and hands new entries to the live record
@@ -114,8 +125,14 @@ func (f *feed) pollLocked(size uint64) {
 // dropped (the browser reconnects and resumes from its last event id).
 func (f *feed) broadcast(it feedItem) {
 	for s := range f.subs {
+		if s.queued.Load()+int64(len(it.data)) > maxQueuedBytes {
+			close(s.ch)
+			delete(f.subs, s)
+			continue
+		}
 		select {
 		case s.ch <- it:
+			s.queued.Add(int64(len(it.data)))
 		default:
 			close(s.ch)
 			delete(f.subs, s)
@@ -187,27 +204,59 @@ type sse struct {
 	rc *http.ResponseController
 }
 
-// startSSE takes a live-stream slot and sends the stream's headers.
-func (s *Server) startSSE(w http.ResponseWriter, r *http.Request) (*sse, func(), error) {
+// streamWriteTimeout bounds each write of a live stream: a client that
+// stops reading loses its stream (and its slot) instead of holding it.
+const streamWriteTimeout = 30 * time.Second
+
+// streamSlot takes a live-record-stream slot for the request's client
+// address, and gives the function that returns it.
+func (s *Server) streamSlot(r *http.Request) (func(), error) {
+	addr := clientAddr(r)
+	s.perAddrMu.Lock()
+	if s.perAddr[addr] >= MaxStreamsPerAddr {
+		s.perAddrMu.Unlock()
+		return nil, errorf(http.StatusTooManyRequests, "too_many", "too many live streams from your address (at most %d)", MaxStreamsPerAddr)
+	}
 	select {
 	case s.streams <- struct{}{}:
 	default:
-		return nil, nil, errorf(http.StatusTooManyRequests, "too_many", "too many live streams open on this node (at most %d)", MaxLiveStreams)
+		s.perAddrMu.Unlock()
+		return nil, errorf(http.StatusTooManyRequests, "too_many", "too many live streams open on this node (at most %d)", MaxLiveStreams)
 	}
+	s.perAddr[addr]++
+	s.perAddrMu.Unlock()
+	return func() {
+		s.perAddrMu.Lock()
+		if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+			delete(s.perAddr, addr)
+		}
+		s.perAddrMu.Unlock()
+		<-s.streams
+	}, nil
+}
+
+// startSSE sends a stream's headers.
+func (s *Server) startSSE(w http.ResponseWriter) (*sse, error) {
 	rc := http.NewResponseController(w)
-	// A stream lasts as long as the client wants it.
-	_ = rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	e := &sse{w: w, rc: rc}
-	fmt.Fprint(w, "retry: 2000\n\n")
-	return e, func() { <-s.streams }, e.flush()
+	if err := e.write("retry: 2000\n\n"); err != nil {
+		return nil, err
+	}
+	return e, e.flush()
 }
 
 func (e *sse) flush() error { return e.rc.Flush() }
+
+func (e *sse) write(text string) error {
+	_ = e.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	_, err := e.w.Write([]byte(text))
+	return err
+}
 
 // event writes one event; data is JSON, so it holds no newline.
 func (e *sse) event(name, id string, data []byte) error {
@@ -218,22 +267,27 @@ func (e *sse) event(name, id string, data []byte) error {
 	b.WriteString("event: " + name + "\ndata: ")
 	b.Write(data)
 	b.WriteString("\n\n")
-	_, err := e.w.Write([]byte(b.String()))
-	return err
+	return e.write(b.String())
 }
 
 const heartbeat = 15 * time.Second
 
+// logSessionCheck is how often an idle log stream checks that its login
+// still holds (logout, a password change or a demotion end it).
+const logSessionCheck = 5 * time.Second
+
+var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
 func (s *Server) handleRecordStream(w http.ResponseWriter, r *http.Request) {
 	q, err := readQuery(r, "kind")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	kinds := q.v["kind"]
 	for _, k := range kinds {
 		if k == "" || len(k) > 128 {
-			writeError(w, badRequest("parameter \"kind\": want a kind or a dotted prefix of one, up to 128 bytes"))
+			s.writeError(w, r, badRequest("parameter \"kind\": want a kind or a dotted prefix of one, up to 128 bytes"))
 			return
 		}
 	}
@@ -243,14 +297,18 @@ func (s *Server) handleRecordStream(w http.ResponseWriter, r *http.Request) {
 			resume = &h
 		}
 	}
-	sub, next := s.feed.subscribe()
-	defer s.feed.unsubscribe(sub)
-	ev, done, err := s.startSSE(w, r)
+	done, err := s.streamSlot(r)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	defer done()
+	sub, next := s.feed.subscribe()
+	defer s.feed.unsubscribe(sub)
+	ev, err := s.startSSE(w)
+	if err != nil {
+		return
+	}
 	want := func(kind string) bool {
 		if len(kinds) == 0 {
 			return true
@@ -268,7 +326,7 @@ func (s *Server) handleRecordStream(w http.ResponseWriter, r *http.Request) {
 	}
 	// A reconnecting browser says the last height it had: send what it
 	// missed, up to a burst.
-	if resume != nil && *resume+1 < next {
+	if resume != nil && *resume < next && *resume+1 < next {
 		from := *resume + 1
 		if next-from > maxFeedBurst {
 			g, _ := json.Marshal(gapEvent{From: from, To: next - maxFeedBurst})
@@ -300,14 +358,17 @@ func (s *Server) handleRecordStream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.ctx.Done():
+			return
 		case <-tick.C:
-			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil || ev.flush() != nil {
+			if ev.write(": ping\n\n") != nil || ev.flush() != nil {
 				return
 			}
 		case it, ok := <-sub.ch:
 			if !ok {
 				return
 			}
+			it = sub.take(it)
 			switch {
 			case it.gap != nil:
 				g, _ := json.Marshal(it.gap)
@@ -327,57 +388,75 @@ func (s *Server) handleRecordStream(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleLogStream(w http.ResponseWriter, r *http.Request) {
 	q, err := readQuery(r, "stream", "level", "backlog")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.requireRole(r, roleAdmin); err != nil {
-		writeError(w, err)
+	l, err := s.requireRole(r, roleAdmin)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if s.cfg.Logs == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no live log"))
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no live log"))
 		return
 	}
 	stream, _, err := q.str("stream")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if stream != "" && stream != nodelog.StreamNode && stream != nodelog.StreamReplication {
-		writeError(w, badRequest("parameter \"stream\": %q is not node or replication", clip(stream)))
+		s.writeError(w, r, badRequest("parameter \"stream\": %q is not node or replication", clip(stream)))
 		return
 	}
 	lv := slog.LevelInfo
-	if l, ok, err := q.str("level"); err != nil {
-		writeError(w, err)
+	if name, ok, err := q.str("level"); err != nil {
+		s.writeError(w, r, err)
 		return
 	} else if ok {
-		if err := lv.UnmarshalText([]byte(l)); err != nil {
-			writeError(w, badRequest("parameter \"level\": %q is not debug, info, warn or error", clip(l)))
+		var known bool
+		if lv, known = logLevels[strings.ToLower(name)]; !known {
+			s.writeError(w, r, badRequest("parameter \"level\": %q is not debug, info, warn or error", clip(name)))
 			return
 		}
 	}
 	backlog, ok, err := q.uint("backlog")
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if !ok {
 		backlog = 200
 	}
 	if backlog > MaxLogBacklog {
-		writeError(w, badRequest("parameter \"backlog\": at most %d", MaxLogBacklog))
+		s.writeError(w, r, badRequest("parameter \"backlog\": at most %d", MaxLogBacklog))
 		return
+	}
+	select {
+	case s.logStreams <- struct{}{}:
+		defer func() { <-s.logStreams }()
+	default:
+		s.writeError(w, r, errorf(http.StatusTooManyRequests, "too_many", "too many live log streams open (at most %d)", MaxLogStreams))
+		return
+	}
+	// A reconnecting browser says the last line it had.
+	var last uint64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			last = n
+		}
 	}
 	live, stop := s.cfg.Logs.Subscribe(256)
 	defer stop()
-	ev, done, err := s.startSSE(w, r)
+	ev, err := s.startSSE(w)
 	if err != nil {
-		writeError(w, err)
 		return
 	}
-	defer done()
-	var last uint64
+	// The stream lasts only as long as the login that opened it.
+	stillAdmin := func() bool {
+		cur, err := s.requireRole(r, roleAdmin)
+		return err == nil && cur.id == l.id
+	}
 	send := func(e nodelog.Entry) error {
 		b, err := json.Marshal(e)
 		if err != nil {
@@ -387,6 +466,9 @@ func (s *Server) handleLogStream(w http.ResponseWriter, r *http.Request) {
 	}
 	if backlog > 0 {
 		for _, e := range s.cfg.Logs.Recent(stream, lv, int(backlog)) {
+			if e.Seq <= last {
+				continue
+			}
 			if err := send(e); err != nil {
 				return
 			}
@@ -401,14 +483,16 @@ func (s *Server) handleLogStream(w http.ResponseWriter, r *http.Request) {
 		_ = l.UnmarshalText([]byte(name))
 		return l
 	}
-	tick := time.NewTicker(heartbeat)
+	tick := time.NewTicker(logSessionCheck)
 	defer tick.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.ctx.Done():
+			return
 		case <-tick.C:
-			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil || ev.flush() != nil {
+			if !stillAdmin() || ev.write(": ping\n\n") != nil || ev.flush() != nil {
 				return
 			}
 		case e, ok := <-live:
@@ -417,6 +501,9 @@ func (s *Server) handleLogStream(w http.ResponseWriter, r *http.Request) {
 			}
 			if e.Seq <= last || (stream != "" && e.Stream != stream) || levelOf(e.Level) < lv {
 				continue
+			}
+			if !stillAdmin() {
+				return
 			}
 			if send(e) != nil || ev.flush() != nil {
 				return

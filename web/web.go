@@ -27,6 +27,7 @@ import (
 	"github.com/pyvnode/pyvnode/nodelog"
 	"github.com/pyvnode/pyvnode/protocol"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
+	"golang.org/x/sync/singleflight"
 )
 
 // DefaultListen is where the panel and API listen unless told otherwise.
@@ -39,7 +40,16 @@ const (
 	MaxPageBytes   = 4 << 20
 	MaxBody        = 64 << 10
 	MaxLiveStreams = 64
-	MaxLogBacklog  = 2000
+	// MaxStreamsPerAddr bounds the live record streams of one client
+	// address, so a few clients cannot take every slot.
+	MaxStreamsPerAddr = 8
+	// MaxLogStreams bounds the admins' live log streams; they have their
+	// own slots, so the public streams cannot shut an admin out.
+	MaxLogStreams = 8
+	// MaxPageBuilds bounds the record pages built at once (each may hold
+	// up to MaxPageBytes).
+	MaxPageBuilds = 8
+	MaxLogBacklog = 2000
 )
 
 // SubmitFunc appends a record for a logged-in user, through the
@@ -90,6 +100,12 @@ type Config struct {
 	PollInterval time.Duration
 	// SessionTTL is how long a panel login lasts. Default 12 h.
 	SessionTTL time.Duration
+	// AllowedHosts are the host names (without port) requests may name in
+	// their Host header; nil allows any. A node that listens on loopback
+	// allows only loopback names, which defeats DNS rebinding: a web page
+	// elsewhere cannot make the browser talk to the panel under its own
+	// name.
+	AllowedHosts []string
 }
 
 func (c *Config) validate() error {
@@ -104,6 +120,9 @@ func (c *Config) validate() error {
 	}
 	if c.SessionTTL == 0 {
 		c.SessionTTL = 12 * time.Hour
+	}
+	if c.PollInterval < 0 || c.SessionTTL < 0 {
+		return errors.New("web: PollInterval and SessionTTL must not be negative")
 	}
 	if c.Started.IsZero() {
 		c.Started = time.Now()
@@ -123,13 +142,24 @@ type Server struct {
 	feed     *feed
 	rate     *rateMeter
 	sessions *sessions
-	streams  chan struct{}
+	cookie   string // the session cookie's name, per node
+
+	streams    chan struct{} // live record streams
+	logStreams chan struct{}
+	pages      chan struct{}
+	perAddrMu  sync.Mutex
+	perAddr    map[string]int // live record streams by client address
+	views      viewCache
+	active     sync.WaitGroup // requests being served
+	serveOnce  sync.Once
 
 	logins, loginFailures atomic.Uint64
 
 	cpMu sync.Mutex
 	cp   signedCP // the checkpoint signed at the last head asked for
 
+	// ctx ends the live streams and the feed at shutdown; other requests
+	// finish on their own.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -146,7 +176,13 @@ func New(cfg Config) (*Server, error) {
 		mux:      http.NewServeMux(),
 		rate:     newRateMeter(time.Minute),
 		sessions: newSessions(cfg.SessionTTL),
-		streams:  make(chan struct{}, MaxLiveStreams),
+		// Cookies ignore ports: every node on a host (a testnet) needs a
+		// cookie of its own.
+		cookie:     CookieName + "_" + cfg.Identity.ID().String()[:12],
+		streams:    make(chan struct{}, MaxLiveStreams),
+		logStreams: make(chan struct{}, MaxLogStreams),
+		pages:      make(chan struct{}, MaxPageBuilds),
+		perAddr:    map[string]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.feed = newFeed(cfg.Store, cfg.PollInterval, s.rate)
@@ -159,18 +195,19 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.feed.run(s.ctx)
-	}()
 	return s, nil
 }
 
-// Serve answers on ln until Shutdown.
+// Serve answers on ln until Shutdown; it also runs the live record feed.
 func (s *Server) Serve(ln net.Listener) error {
+	s.serveOnce.Do(func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.feed.run(s.ctx)
+		}()
+	})
 	s.log.Info("http listening", "addr", ln.Addr().String())
 	err := s.http.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -179,11 +216,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown ends the live streams, waits for the other requests up to ctx,
-// and stops the background work.
+// Shutdown ends the live streams, lets the other requests finish while
+// ctx lasts, then closes what is left and waits for every handler to
+// return: nothing runs against the node after Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.cancel() // ends live streams: their contexts derive from s.ctx
+	s.cancel()
 	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+	}
+	s.active.Wait()
 	s.wg.Wait()
 	return err
 }
@@ -196,11 +238,13 @@ type Stats struct {
 
 // Stats returns the HTTP side's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Logins: s.logins.Load(), LoginFailures: s.loginFailures.Load(), LiveStreams: len(s.streams)}
+	return Stats{Logins: s.logins.Load(), LoginFailures: s.loginFailures.Load(), LiveStreams: len(s.streams) + len(s.logStreams)}
 }
 
 // ServeHTTP adds the headers every answer carries, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.active.Done()
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -212,9 +256,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			s.log.Error("http handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(v))
-			writeError(w, errorf(http.StatusInternalServerError, "internal", "internal error"))
+			s.writeError(w, r, errorf(http.StatusInternalServerError, "internal", "internal error"))
 		}
 	}()
+	if !s.hostAllowed(r.Host) {
+		s.writeError(w, r, errorf(http.StatusMisdirectedRequest, "bad_host", "this node does not answer to host %q; use the address it listens on", clip(r.Host)))
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -241,7 +289,7 @@ func (s *Server) routes() {
 
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)
 	get("/api/session", s.handleSession)
-	post("/api/logout", s.handleLogout)
+	s.mux.HandleFunc("POST /api/logout", s.handleLogout)
 	post("/api/password", s.handlePassword)
 	post("/api/admin/records", s.handlePut)
 	post("/api/admin/sync", s.handleSync)
@@ -251,9 +299,10 @@ func (s *Server) routes() {
 	get("/api/admin/users", s.handleUsers)
 
 	s.mux.HandleFunc("/api/", s.handleNoRoute)
+	s.mux.HandleFunc("/api", s.handleNoRoute)
 	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Metrics == nil {
-			writeError(w, errorf(http.StatusNotFound, "not_found", "metrics are off"))
+			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "metrics are off"))
 			return
 		}
 		s.cfg.Metrics.ServeHTTP(w, r)
@@ -279,16 +328,16 @@ func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
 		}
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := s.mux.Handler(probe); pattern != "/api/" {
+		if _, pattern := s.mux.Handler(probe); pattern != "/api/" && pattern != "/api" {
 			allow = append(allow, m)
 		}
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s takes %s, not %s", r.URL.Path, strings.Join(allow, " or "), r.Method))
+		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s takes %s, not %s", r.URL.Path, strings.Join(allow, " or "), r.Method))
 		return
 	}
-	writeError(w, errorf(http.StatusNotFound, "not_found", "no API endpoint %s %s (see docs/HTTP.md)", r.Method, r.URL.Path))
+	s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "no API endpoint %s %s (see docs/HTTP.md)", r.Method, r.URL.Path))
 }
 
 // apiError is an error answer.
@@ -309,14 +358,41 @@ func badRequest(format string, args ...any) *apiError {
 	return errorf(http.StatusBadRequest, "bad_request", format, args...)
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// hostAllowed checks a request's Host header against AllowedHosts.
+func (s *Server) hostAllowed(host string) bool {
+	if s.cfg.AllowedHosts == nil {
+		return true
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	for _, a := range s.cfg.AllowedHosts {
+		if strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// LoopbackHosts are the names a loopback listener answers to.
+var LoopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// writeError answers an error. A fault that is not the client's is
+// logged, and the client gets a sentence without the node's internals.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		ae = errorf(http.StatusInternalServerError, "internal", "%v", err)
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the client left
+		}
+		s.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		ae = errorf(http.StatusInternalServerError, "internal", "the node could not answer this request; the fault is logged")
 	}
 	h := w.Header()
 	h.Del("ETag")
-	h.Set("Cache-Control", "no-store")
+	h.Set("Cache-Control", cacheNone)
 	writeJSONStatus(w, ae.Status, ae)
 }
 
@@ -333,8 +409,10 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 
 // Cache policies.
 const (
-	cacheHead      = "no-cache"
-	cacheImmutable = "public, max-age=31536000, immutable"
+	// cacheHead: keep it, but ask the node (with the ETag) before using it.
+	cacheHead = "no-cache"
+	// cacheNone: answers that change by the second (uptime, peers).
+	cacheNone = "no-store"
 )
 
 // writeJSON answers v with an ETag and cache policy, or 304 when the
@@ -364,4 +442,66 @@ func matchETag(header, etag string) bool {
 		}
 	}
 	return false
+}
+
+// tag names this node in ETags, so an answer cached from another node on
+// the same address (a testnet started again) never matches.
+func (s *Server) tag() string { return s.cfg.Identity.ID().String()[:12] }
+
+// acquire takes a slot of sem, waiting up to 2 s (a burst waits rather
+// than fails), and gives the function that returns it.
+func (s *Server) acquire(r *http.Request, sem chan struct{}, what string) (func(), error) {
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	default:
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-t.C:
+		return nil, errorf(http.StatusTooManyRequests, "too_many", "too many %s being built at once; try again", what)
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+}
+
+// viewCache keeps the last answers of the views by ETag (which names the
+// view and the chain head it was computed at), and computes each at most
+// once at a time: many observers watching one tally cost one computation
+// per head.
+type viewCache struct {
+	group singleflight.Group
+	mu    sync.Mutex
+	m     map[string][]byte
+}
+
+const maxCachedViews = 64
+
+func (c *viewCache) get(etag string, compute func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	b, ok := c.m[etag]
+	c.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	v, err, _ := c.group.Do(etag, func() (any, error) {
+		b, err := compute()
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if c.m == nil || len(c.m) >= maxCachedViews {
+			c.m = map[string][]byte{} // heads move on; old answers go
+		}
+		c.m[etag] = b
+		c.mu.Unlock()
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
 }
