@@ -285,7 +285,11 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, accounts.ErrLockedOut):
 		s.loginFailures.Add(1)
-		s.log.Warn("panel login locked out", "user", logName, "addr", clientAddr(r))
+		if s.lockoutLogs.Allow() {
+			// Bounded: a flood of locked-out attempts must not flush the
+			// log ring and rotate the files.
+			s.log.Warn("panel login locked out", "user", logName, "addr", clientAddr(r))
+		}
 		s.writeError(w, r, errorf(http.StatusTooManyRequests, "too_many", "%v", err))
 		return
 	case errors.Is(err, accounts.ErrLoginFailed):

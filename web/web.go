@@ -28,6 +28,7 @@ import (
 	"github.com/pyvnode/pyvnode/protocol"
 	"github.com/pyvnode/pyvnode/protocol/accounts"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 )
 
 // DefaultListen is where the panel and API listen unless told otherwise.
@@ -154,6 +155,7 @@ type Server struct {
 	serveOnce  sync.Once
 
 	logins, loginFailures atomic.Uint64
+	lockoutLogs           *rate.Limiter
 
 	cpMu sync.Mutex
 	cp   signedCP // the checkpoint signed at the last head asked for
@@ -183,6 +185,8 @@ func New(cfg Config) (*Server, error) {
 		logStreams: make(chan struct{}, MaxLogStreams),
 		pages:      make(chan struct{}, MaxPageBuilds),
 		perAddr:    map[string]int{},
+		// One lockout line a second at most, in bursts of 10.
+		lockoutLogs: rate.NewLimiter(1, 10),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.feed = newFeed(cfg.Store, cfg.PollInterval, s.rate)
