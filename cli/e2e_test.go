@@ -624,7 +624,7 @@ func TestE2EClient(t *testing.T) {
 	}
 
 	// Peers.
-	const peer = "/ip4/127.0.0.1/tcp/6667/p2p/12D3KooWE2ePeer"
+	const peer = "/ip4/127.0.0.1/tcp/6667/p2p/12D3KooWGRUVh2upGdvE2bMnC1xFwHUxFmaFx3bqpDWCCQBJ8TQU"
 	if r = mustOK(t, c.run(admin, "client", "--user", "admin", "peer", "list")); r.stdout != "(no peers)\n" {
 		t.Fatalf("peer list of a new node:\n%s", r)
 	}
