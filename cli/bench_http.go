@@ -152,8 +152,12 @@ func printHTTPReport(w io.Writer, rep *webbench.Report, built string) {
 		fmt.Fprintf(w, " (%s)", built)
 	}
 	fmt.Fprintf(w, "\nchain     %d records at the start; proofs asked at that size for %d known ids\n", rep.ChainSize, rep.KnownIDs)
-	fmt.Fprintf(w, "run       %d clients, %.1f s, %d requests, %.0f requests/s; the clients ran on %d cores\n\n",
-		rep.Clients, rep.Seconds, rep.Requests, rep.PerSecond, rep.Cores)
+	fmt.Fprintf(w, "run       %d clients, %.1f s, %d requests, %.0f requests/s\n", rep.Clients, rep.Seconds, rep.Requests, rep.PerSecond)
+	fmt.Fprintf(w, "cpu       this process used %.2f of %d cores", rep.ProcessCores, rep.Cores)
+	if built != "" {
+		fmt.Fprintf(w, " (node and clients; less means other work shared the machine)")
+	}
+	fmt.Fprintf(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "endpoint\trequests\terrors\twrong\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tMB/s\tbytes/answer\tcheck µs\t")
 	for _, e := range rep.Endpoints {
