@@ -143,7 +143,7 @@ func (nf *notifiee) ListenClose(network.Network, ma.Multiaddr) {}
 func (nf *notifiee) Connected(_ network.Network, c network.Conn) {
 	n := nf.n
 	p := c.RemotePeer()
-	n.rlog.Debug("connected", "peer", p.String(), "addr", c.RemoteMultiaddr().String(), "direction", c.Stat().Direction.String())
+	n.rlog.Info("peer connected", "peer", p.String(), "addr", c.RemoteMultiaddr().String(), "direction", c.Stat().Direction.String())
 	if c.Stat().Direction != network.DirOutbound {
 		return
 	}
