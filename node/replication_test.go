@@ -151,8 +151,15 @@ func TestMeshReconciles(t *testing.T) {
 		return err == nil // the sync on connect may still run
 	})
 	t.Logf("%+v", res)
-	if res.Sent != 150 || res.Received != 150 {
-		t.Errorf("sent %d received %d, want 150 each", res.Sent, res.Received)
+	// The sync on connect may still have been running when the records
+	// were put and carried a few of them; across all sessions each record
+	// crossed once, 150 each way.
+	if res.Sent > 150 || res.Received > 150 || res.Sent+res.Received == 0 {
+		t.Errorf("sent %d received %d, want up to 150 each", res.Sent, res.Received)
+	}
+	peers := nodes[0].Network().Peers()
+	if len(peers) != 1 || peers[0].RecordsOut != 150 || peers[0].RecordsIn != 150 {
+		t.Errorf("records exchanged with the peer: %+v, want 150 each way", peers)
 	}
 	for _, n := range nodes {
 		if c := n.Store().Count(); c != 300 {
