@@ -315,7 +315,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Cache-Control", cacheNone)
 	l, err := s.current(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -397,6 +397,38 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 
 // ---- admin actions ----
 
+// action begins an admin action: the login must have the role, the part
+// of the node it acts on must run (available returns nil), and the body
+// must decode into args. On failure it has answered, and ok is false.
+func (s *Server) action(w http.ResponseWriter, r *http.Request, need role, available func() error, args any) (l *login, ok bool) {
+	l, err := s.requireRole(r, need)
+	if err == nil && available != nil {
+		err = available()
+	}
+	if err == nil {
+		err = readBody(w, r, args)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, false
+	}
+	return l, true
+}
+
+func (s *Server) submitter() error {
+	if s.cfg.Submit == nil {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "this node takes no records over HTTP")
+	}
+	return nil
+}
+
+func (s *Server) peerBook() error {
+	if s.cfg.Peers == nil {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list")
+	}
+	return nil
+}
+
 type putArgs struct {
 	Kind    string          `json:"kind"`
 	Payload json.RawMessage `json:"payload"`
@@ -409,18 +441,9 @@ type putResult struct {
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
-	l, err := s.requireRole(r, roleWriter)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if s.cfg.Submit == nil {
-		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node takes no records over HTTP"))
-		return
-	}
 	var a putArgs
-	if err := readBody(w, r, &a); err != nil {
-		s.writeError(w, r, err)
+	l, ok := s.action(w, r, roleWriter, s.submitter, &a)
+	if !ok {
 		return
 	}
 	if err := ledger.CheckKind(a.Kind); err != nil {
@@ -466,11 +489,11 @@ func submitError(err error) error {
 	return err
 }
 
-func (s *Server) replicator() (protocol.Replicator, error) {
+func (s *Server) replicationOn() error {
 	if s.cfg.Replicator == nil {
-		return nil, errorf(http.StatusServiceUnavailable, "unavailable", "replication is off on this node")
+		return errorf(http.StatusServiceUnavailable, "unavailable", "replication is off on this node")
 	}
-	return s.cfg.Replicator, nil
+	return nil
 }
 
 type syncArgs struct {
@@ -482,21 +505,12 @@ type syncResult struct {
 }
 
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
-	l, err := s.requireRole(r, roleAdmin)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rep, err := s.replicator()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var a syncArgs
-	if err := readBody(w, r, &a); err != nil {
-		s.writeError(w, r, err)
+	l, ok := s.action(w, r, roleAdmin, s.replicationOn, &a)
+	if !ok {
 		return
 	}
+	rep := s.cfg.Replicator
 	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
 	defer cancel()
 	res, err := rep.Sync(ctx, a.Peer)
@@ -522,20 +536,12 @@ type peerListResult struct {
 }
 
 func (s *Server) handlePeerList(w http.ResponseWriter, r *http.Request) {
-	l, err := s.requireRole(r, roleAdmin)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if s.cfg.Peers == nil {
-		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
-		return
-	}
 	var a peerListArgs
-	if err := readBody(w, r, &a); err != nil {
-		s.writeError(w, r, err)
+	l, ok := s.action(w, r, roleAdmin, s.peerBook, &a)
+	if !ok {
 		return
 	}
+	var err error
 	if (a.Add == "") == (a.Remove == "") {
 		s.writeError(w, r, badRequest("give one of \"add\" or \"remove\""))
 		return
@@ -559,15 +565,15 @@ func (s *Server) handleConfiguredPeers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.requireRole(r, roleAdmin); err != nil {
+	_, err := s.requireRole(r, roleAdmin)
+	if err == nil {
+		err = s.peerBook()
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.cfg.Peers == nil {
-		s.writeError(w, r, errorf(http.StatusServiceUnavailable, "unavailable", "this node keeps no peer list"))
-		return
-	}
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Cache-Control", cacheNone)
 	writeJSONStatus(w, http.StatusOK, peerListResult{Peers: nonNilSlice(s.cfg.Peers.List())})
 }
 
@@ -577,22 +583,12 @@ type blockArgs struct {
 }
 
 func (s *Server) handleBlock(w http.ResponseWriter, r *http.Request) {
-	l, err := s.requireRole(r, roleAdmin)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rep, err := s.replicator()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var a blockArgs
-	if err := readBody(w, r, &a); err != nil {
-		s.writeError(w, r, err)
+	l, ok := s.action(w, r, roleAdmin, s.replicationOn, &a)
+	if !ok {
 		return
 	}
-	if err := rep.Block(a.Peer, a.Blocked); err != nil {
+	if err := s.cfg.Replicator.Block(a.Peer, a.Blocked); err != nil {
 		s.writeError(w, r, badRequest("%v", err))
 		return
 	}
@@ -613,6 +609,6 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Cache-Control", cacheNone)
 	writeJSONStatus(w, http.StatusOK, usersResult{Users: nonNilSlice(s.cfg.Accounts.List())})
 }
