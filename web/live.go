@@ -55,6 +55,10 @@ type feed struct {
 	interval time.Duration
 	rate     *rateMeter
 
+	// pollMu makes polls take turns, so entries go out in height order;
+	// the reading happens under it, not under mu.
+	pollMu sync.Mutex
+	// mu guards the streams and next; held only to hand items over.
 	mu   sync.Mutex
 	subs map[*feedSub]struct{}
 	next uint64 // the first height not yet handed out
@@ -80,45 +84,47 @@ func (f *feed) run(ctx context.Context) {
 		case now := <-t.C:
 			size := f.store.Count()
 			f.rate.observe(now, size)
+			f.pollMu.Lock()
 			f.poll(size)
+			f.pollMu.Unlock()
 		}
 	}
 }
 
 // poll hands out the entries below size that the streams have not had.
+// The caller holds pollMu.
 func (f *feed) poll(size uint64) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pollLocked(size)
-}
-
-func (f *feed) pollLocked(size uint64) {
-	if size <= f.next {
-		return
-	}
-	if len(f.subs) == 0 {
-		f.next = size
-		return
-	}
 	from := f.next
+	listening := len(f.subs) > 0
+	if size > f.next {
+		f.next = size
+	}
+	f.mu.Unlock()
+	if size <= from || !listening {
+		return
+	}
+	var items []feedItem
 	if size-from > maxFeedBurst {
-		f.broadcast(feedItem{gap: &gapEvent{From: from, To: size - maxFeedBurst}})
+		items = append(items, feedItem{gap: &gapEvent{From: from, To: size - maxFeedBurst}})
 		from = size - maxFeedBurst
 	}
 	for h := from; h < size; h++ {
 		rec, e, err := f.store.GetByHeight(h)
 		if err != nil {
-			// The store is closing; the streams end with the server.
-			return
+			break // the store is closing; the streams end with the server
 		}
 		b, err := encodeRecord(rec, e)
 		if err != nil {
 			continue
 		}
-		f.broadcast(feedItem{height: h, kind: rec.Record.Kind, data: b})
-		f.next = h + 1
+		items = append(items, feedItem{height: h, kind: rec.Record.Kind, data: b})
 	}
-	f.next = size
+	f.mu.Lock()
+	for _, it := range items {
+		f.broadcast(it)
+	}
+	f.mu.Unlock()
 }
 
 // broadcast gives an item to every stream; a stream too slow to keep up is
@@ -142,10 +148,12 @@ func (f *feed) broadcast(it feedItem) {
 
 // subscribe returns a stream and the first height it will get.
 func (f *feed) subscribe() (*feedSub, uint64) {
+	f.pollMu.Lock()
+	defer f.pollMu.Unlock()
+	// Catch up first, so the new stream starts at the head as it is now.
+	f.poll(f.store.Count())
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// Catch up first, so the new stream starts at the head as it is now.
-	f.pollLocked(f.store.Count())
 	s := &feedSub{ch: make(chan feedItem, 2*maxFeedBurst)}
 	f.subs[s] = struct{}{}
 	return s, f.next
