@@ -791,6 +791,11 @@ func TestLimits(t *testing.T) {
 	if got != 10 {
 		t.Fatalf("pages held %d records, want 10", got)
 	}
+	// Newest first under the same budget: the page keeps the newest.
+	get(t, tn.base+"/api/records?order=desc&count=10").json(t, &p)
+	if k := len(p.Records); k == 0 || k >= 10 || p.Records[0].Height != 9 || p.Records[k-1].Height != uint64(10-k) || p.Next != int64(9-k) {
+		t.Fatalf("desc page under a 12 KiB budget: %d records from %d, next %d", k, p.Records[0].Height, p.Next)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
