@@ -80,6 +80,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		m.counter(httpLogins, st.Logins, "ok")
 		m.counter(httpLogins, st.LoginFailures, "failed")
 		m.gauge(httpStreams, float64(st.LiveStreams))
+		for reason, n := range st.Rejected {
+			m.counter(rejected, n, "http", reason)
+		}
 	}
 }
 

@@ -42,6 +42,8 @@ type PeerSource interface {
 type HTTPStats struct {
 	Logins, LoginFailures uint64
 	LiveStreams           int
+	// Rejected counts records put from the panel and refused, by reason.
+	Rejected map[string]uint64
 }
 
 var (

@@ -39,7 +39,7 @@ func (n *Node) startHTTP() error {
 	var err error
 	cfg.Metrics = n.metricsHandler(func() metrics.HTTPStats {
 		st := srv.Stats()
-		return metrics.HTTPStats{Logins: st.Logins, LoginFailures: st.LoginFailures, LiveStreams: st.LiveStreams}
+		return metrics.HTTPStats{Logins: st.Logins, LoginFailures: st.LoginFailures, LiveStreams: st.LiveStreams, Rejected: st.Rejected}
 	})
 	ln, err := net.Listen("tcp", n.cfg.HTTP)
 	if err != nil {

@@ -190,15 +190,21 @@ type signedCP struct {
 	link       ledger.Hash
 	root       ledger.Hash
 	checkpoint string
+	signed     time.Time
 }
 
-// checkpoint signs the current head once per head: a busy API answers
-// many requests for the same size.
+// checkpointFresh is how long a signed checkpoint is handed out again
+// for an unchanged head: its time line says when the node stood behind
+// that head, so it must stay recent.
+const checkpointFresh = 10 * time.Second
+
+// checkpoint signs the current head, at most once per head every
+// checkpointFresh: a busy API answers many requests for the same size.
 func (s *Server) checkpoint() (signedCP, error) {
 	s.cpMu.Lock()
 	defer s.cpMu.Unlock()
 	h := s.cfg.Store.Head()
-	if s.cp.checkpoint != "" && s.cp.size == h.Size && s.cp.link == h.Link {
+	if s.cp.checkpoint != "" && s.cp.size == h.Size && s.cp.link == h.Link && time.Since(s.cp.signed) < checkpointFresh {
 		return s.cp, nil
 	}
 	cp := &ledger.Checkpoint{Network: s.cfg.Genesis.Network, Node: s.cfg.Identity.ID(), Size: h.Size, Root: h.Root, Link: h.Link, Time: time.Now()}
@@ -206,7 +212,7 @@ func (s *Server) checkpoint() (signedCP, error) {
 	if err != nil {
 		return signedCP{}, err
 	}
-	s.cp = signedCP{size: h.Size, link: h.Link, root: h.Root, checkpoint: string(note)}
+	s.cp = signedCP{size: h.Size, link: h.Link, root: h.Root, checkpoint: string(note), signed: cp.Time}
 	return s.cp, nil
 }
 
@@ -235,7 +241,7 @@ func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, r, s.tag()+"-cp-"+cp.link.String()+"-"+strconv.FormatUint(cp.size, 10), cacheHead, checkpointResult{
+	writeJSON(w, r, s.tag()+"-cp-"+strconv.FormatUint(cp.size, 10)+"-"+hashText(cp.checkpoint), cacheHead, checkpointResult{
 		Size: cp.size, Root: cp.root.String(), Link: cp.link.String(), Checkpoint: cp.checkpoint,
 		PublicKey: id.String(), VerifierKey: vk,
 	})

@@ -563,6 +563,9 @@ func TestLoginCSRFAndAdminActions(t *testing.T) {
 	if r.status != 200 || s.User != "admin" || s.Role != "admin" || s.CSRF == "" || !s.MustChange {
 		t.Fatalf("login: %d %s", r.status, r.body)
 	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("login answer (it carries the CSRF token) has Cache-Control %q", cc)
+	}
 	ck := r.header.Get("Set-Cookie")
 	for _, want := range []string{"pyv_session_" + tn.n.Identity().ID().String()[:12] + "=", "HttpOnly", "SameSite=Strict", "Path=/"} {
 		if !strings.Contains(ck, want) {

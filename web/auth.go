@@ -305,6 +305,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logins.Add(1)
+	w.Header().Set("Cache-Control", cacheNone) // it carries the CSRF token
 	id, ps := s.sessions.create(u)
 	http.SetCookie(w, &http.Cookie{
 		Name: s.cookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
@@ -334,6 +335,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(s.cookie); err == nil {
 		s.sessions.drop(c.Value)
 	}
+	w.Header().Set("Cache-Control", cacheNone)
 	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	writeJSONStatus(w, http.StatusOK, struct{}{})
 }
@@ -392,6 +394,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		Secure: r.TLS != nil, MaxAge: int(s.cfg.SessionTTL.Seconds()),
 	})
 	s.log.Info("panel password changed", "user", u.Name)
+	w.Header().Set("Cache-Control", cacheNone)
 	writeJSONStatus(w, http.StatusOK, sessionResult{User: u.Name, Role: string(u.Role), CSRF: ps.csrf, MustChange: u.MustChange, Dev: s.cfg.Dev})
 }
 
@@ -447,6 +450,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := ledger.CheckKind(a.Kind); err != nil {
+		s.countRejected(&apiError{Code: "invalid_record", Check: "kind"})
 		s.writeError(w, r, errorf(http.StatusUnprocessableEntity, "invalid_record", "kind %q: %v", clip(a.Kind), err))
 		return
 	}
@@ -455,16 +459,20 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	}
 	payload, err := ledger.PayloadFromJSON(a.Payload)
 	if err != nil {
+		s.countRejected(&apiError{Code: "invalid_record", Check: "payload"})
 		s.writeError(w, r, errorf(http.StatusUnprocessableEntity, "invalid_record", "payload: %v", err))
 		return
 	}
 	if apps.Reserved(a.Kind) && apps.RequiredRole(a.Kind) == apps.RoleAuthority && l.user.Role != accounts.Authority {
+		s.countRejected(errorf(http.StatusForbidden, "forbidden", ""))
 		s.writeError(w, r, errorf(http.StatusForbidden, "forbidden", "%s needs the authority role (you are %s)", a.Kind, l.user.Role))
 		return
 	}
 	rec, e, err := s.cfg.Submit(r.Context(), l.user, a.Kind, payload)
 	if err != nil {
-		s.writeError(w, r, submitError(err))
+		err = submitError(err)
+		s.countRejected(err)
+		s.writeError(w, r, err)
 		return
 	}
 	s.log.Info("record put from the panel", "user", l.user.Name, "kind", a.Kind, "id", rec.ID.String(), "height", e.Height)
@@ -516,7 +524,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	res, err := rep.Sync(ctx, a.Peer)
 	if err != nil {
 		if errors.Is(err, protocol.ErrNoPeer) {
-			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "%v", err))
+			s.writeError(w, r, badRequest("%v", err))
 			return
 		}
 		s.writeError(w, r, errorf(http.StatusBadGateway, "sync_failed", "%v", err))

@@ -133,7 +133,8 @@ func TestRolesInThePanel(t *testing.T) {
 	if r := do(t, ec, "POST", tn.base+"/api/admin/records", ballot, ecsrf); r.status != 200 {
 		t.Fatalf("authority's ballot: %d %s", r.status, r.body)
 	}
-	// The same again is refused by the rules, with the rule named.
+	// The same again is refused by the rules, with the rule named, and
+	// counted in the metrics.
 	r := do(t, ec, "POST", tn.base+"/api/admin/records", ballot, ecsrf)
 	var e struct {
 		Error string `json:"error"`
@@ -142,6 +143,9 @@ func TestRolesInThePanel(t *testing.T) {
 	json.Unmarshal(r.body, &e)
 	if r.status != 409 || e.Error != "refused" || e.Check == "" {
 		t.Fatalf("second ballot b1: %d %s", r.status, r.body)
+	}
+	if m := get(t, tn.base+"/metrics"); !strings.Contains(string(m.body), `pyvnode_records_rejected_total{path="http",reason="`+e.Check+`"} 1`) {
+		t.Fatalf("/metrics lacks the panel's refusal %q", e.Check)
 	}
 	// Changing a password elsewhere ends the panel's session.
 	if _, err := accts.ResetPassword("ec", "a brand new password"); err != nil {

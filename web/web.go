@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -157,6 +158,9 @@ type Server struct {
 	logins, loginFailures atomic.Uint64
 	lockoutLogs           *rate.Limiter
 
+	rejectMu sync.Mutex
+	rejected map[string]uint64 // panel puts refused, by rule, check or code
+
 	cpMu sync.Mutex
 	cp   signedCP // the checkpoint signed at the last head asked for
 
@@ -238,11 +242,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type Stats struct {
 	Logins, LoginFailures uint64
 	LiveStreams           int
+	// Rejected counts the records put from the panel and refused, by the
+	// rule, the failed check or the error code.
+	Rejected map[string]uint64
 }
 
 // Stats returns the HTTP side's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Logins: s.logins.Load(), LoginFailures: s.loginFailures.Load(), LiveStreams: len(s.streams) + len(s.logStreams)}
+	st := Stats{Logins: s.logins.Load(), LoginFailures: s.loginFailures.Load(), LiveStreams: len(s.streams) + len(s.logStreams)}
+	s.rejectMu.Lock()
+	st.Rejected = maps.Clone(s.rejected)
+	s.rejectMu.Unlock()
+	return st
+}
+
+// countRejected counts a refused panel put by its rule, check or code.
+func (s *Server) countRejected(err error) {
+	var ae *apiError
+	reason := "internal"
+	if errors.As(err, &ae) {
+		reason = ae.Code
+		if ae.Check != "" {
+			reason = ae.Check
+		}
+	}
+	s.rejectMu.Lock()
+	if s.rejected == nil {
+		s.rejected = map[string]uint64{}
+	}
+	s.rejected[reason]++
+	s.rejectMu.Unlock()
 }
 
 // ServeHTTP adds the headers every answer carries, then routes.

@@ -414,11 +414,15 @@ func (s *Store) Delete(name string) error {
 	return nil
 }
 
-// SetEnabled enables or disables a user.
+// SetEnabled enables or disables a user. Disabling ends the account's
+// sessions for good: enabling it again does not bring them back.
 func (s *Store) SetEnabled(name string, on bool) error {
 	return s.update(name, func(u *User) error {
 		if !on && u.Role == Admin && s.otherAdmins(name) == 0 {
 			return ErrLastAdmin
+		}
+		if !on && u.Enabled {
+			u.Epoch = newEpoch()
 		}
 		u.Enabled = on
 		return nil

@@ -653,3 +653,29 @@ func TestInvalidLoginNamesAreNotKept(t *testing.T) {
 		}
 	}
 }
+
+// TestDisableEndsSessions: a disabled account's epoch changes, so the
+// sessions it had stay ended when it is enabled again.
+func TestDisableEndsSessions(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	if _, err := s.Add("rita", Reader, "a long password"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Get("rita")
+	if err := s.SetEnabled("rita", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetEnabled("rita", true); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Get("rita")
+	if !after.Enabled || after.Epoch == before.Epoch {
+		t.Fatalf("after disable and enable: enabled %v, epoch unchanged %v", after.Enabled, after.Epoch == before.Epoch)
+	}
+	if err := s.SetEnabled("rita", true); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Get("rita"); again.Epoch != after.Epoch {
+		t.Fatal("enabling an enabled account changed its epoch")
+	}
+}
