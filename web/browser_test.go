@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/device"
+	"github.com/pyvnode/pyvnode/ledger"
 	"github.com/pyvnode/pyvnode/node"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -142,6 +143,29 @@ func TestPanelInBrowser(t *testing.T) {
 			case check != "" && (got.OK || !hasString(got.Failed, check)):
 				t.Errorf("%s: ok=%v failed %v, want %q to fail", name, got.OK, got.Failed, check)
 			}
+		}
+	})
+
+	t.Run("verify.js __proto__ key", func(t *testing.T) {
+		// A payload key "__proto__" is a field like any other: it must be
+		// shown and verified, not swallowed as the object's prototype.
+		r := protoPut(t, ctx, tn.admin, "note.text", map[string]any{"__proto__": map[string]any{"hidden": "secret"}, "visible": int64(1)})
+		out := evalAsync[struct {
+			OK   bool     `json:"ok"`
+			Keys []string `json:"keys"`
+		}](t, b, "verify a __proto__ payload", fmt.Sprintf(`(async () => {
+	const v = await import('/verify.js');
+	const get = async (p) => { const r = await fetch(p); if (!r.ok) throw new Error(p + ': ' + r.status); return r.json(); };
+	const id = %q;
+	const record = await get('/api/records/' + id);
+	const proof = await get('/api/proof/inclusion?id=' + id);
+	const cp = await get('/api/checkpoint');
+	const res = await v.verifyRecord({ record, proof, checkpoint: proof.checkpoint, publicKey: cp.public_key });
+	const dec = v.decodeRecord(v.hexToBytes(record.record));
+	return { ok: res.ok, keys: Object.keys(dec.payload) };
+})()`, r.ID.String()))
+		if !out.OK || !hasString(out.Keys, "__proto__") || !hasString(out.Keys, "visible") {
+			t.Fatalf("__proto__ payload: verified %v, decoded keys %v", out.OK, out.Keys)
 		}
 	})
 
@@ -278,8 +302,16 @@ func TestPanelInBrowser(t *testing.T) {
 		b.waitJS(t, "the users", `document.querySelector('[data-testid="users"]')?.innerText.includes('clerk')`, 10*time.Second)
 
 		// The admin form puts a record; it shows up in the chain.
-		b.do(t, "put a record", typeIn("#put-kind", "note.text"), setValue("#put-payload", `{"text": "put from the panel", "n": 7}`), click(`[data-testid="put-submit"]`))
+		// The payload goes as typed: an integer beyond 2^53 is not rounded.
+		b.do(t, "put a record", typeIn("#put-kind", "note.text"), setValue("#put-payload", `{"text": "put from the panel", "n": 9007199254740993}`), click(`[data-testid="put-submit"]`))
 		b.waitJS(t, "the put's answer", `document.querySelector('[data-testid="put-ok"]') !== null`, 15*time.Second)
+		last, _, err := tn.Store().GetByHeight(tn.Store().Count() - 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := ledger.PayloadJSON(last.Record.Payload); err != nil || !strings.Contains(string(p), `"n":9007199254740993`) {
+			t.Fatalf("the panel's put stored %s (%v)", p, err)
+		}
 		b.do(t, "bad JSON", setValue("#put-payload", `{"text": `), click(`[data-testid="put-submit"]`))
 		b.waitJS(t, "the JSON error", `document.querySelector('[data-testid="put-out"] [data-testid="error"]') !== null`, 5*time.Second)
 		b.do(t, "a refused kind", typeIn("#put-kind", "charity.gift"), setValue("#put-payload", `{"x": "y"}`), click(`[data-testid="put-submit"]`))

@@ -123,7 +123,9 @@ function putCard() {
     btn.disabled = true;
     replace(out, h('p', { class: 'muted' }, 'Mining and appending…'));
     try {
-      const r = await api('/api/admin/records', { method: 'POST', body: { kind: kind.value.trim(), payload: p } });
+      // The payload goes as typed: JSON.parse above only checked it.
+      const rawBody = '{"kind":' + JSON.stringify(kind.value.trim()) + ',"payload":' + payload.value + '}';
+      const r = await api('/api/admin/records', { method: 'POST', rawBody });
       replace(out, h('p', { class: 'ok-msg', 'data-testid': 'put-ok' }, `Appended at height ${fmtNum(r.height)}: `, recordLink(r.id, 16)));
     } catch (err) {
       replace(out, errorBox(err, 'The node refused the record'));

@@ -48,30 +48,46 @@ async function errorFrom(resp) {
 }
 
 // api calls an endpoint and answers its JSON, or throws an ApiError.
-export async function api(path, { method = 'GET', body, signal } = {}) {
+// parseJSON reads an answer, keeping integers beyond 2^53 (amounts and
+// totals may reach 2^62) exact as BigInt rather than rounding them.
+export function parseJSON(text) {
+  return JSON.parse(text, (_, v, ctx) =>
+    typeof v === 'number' && !Number.isSafeInteger(v) && ctx && /^-?\d+$/.test(ctx.source) ? BigInt(ctx.source) : v);
+}
+
+// rawBody is JSON text sent as it is (a payload a person typed: parsing
+// and encoding it again would round integers beyond 2^53). A GET that
+// gets no answer within timeoutMs fails, so a stalled connection shows.
+export async function api(path, { method = 'GET', body, rawBody, signal, timeoutMs = 15000 } = {}) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, signal, credentials: 'same-origin' };
+  if (method === 'GET' && timeoutMs > 0) {
+    init.signal = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
+  }
   if (method !== 'GET') {
     headers['Content-Type'] = 'application/json';
     if (session.csrf) headers['X-CSRF-Token'] = session.csrf;
-    init.body = JSON.stringify(body ?? {});
+    init.body = rawBody ?? JSON.stringify(body ?? {});
   }
   let resp;
   try {
     resp = await fetch(path, init);
   } catch (e) {
     if (e.name === 'AbortError') throw e;
+    if (e.name === 'TimeoutError') throw new ApiError(0, 'timeout', 'The node did not answer within ' + Math.round(timeoutMs / 1000) + ' s');
     throw new ApiError(0, 'network', 'Cannot reach the node: ' + e.message);
   }
   if (!resp.ok) {
     const err = await errorFrom(resp);
     // A session that ended on the server (expired, or the node restarted)
     // shows as logged out at once.
-    if (err.status === 401 && session.user && path !== '/api/login') setSession(null);
+    // (A wrong old password in a password change is a 401 too, but the
+    // session stands.)
+    if (err.status === 401 && session.user && path !== '/api/login' && path !== '/api/password') setSession(null);
     throw err;
   }
   if (resp.status === 204) return {};
-  return resp.json();
+  return parseJSON(await resp.text());
 }
 
 export async function refreshSession() {

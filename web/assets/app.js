@@ -58,10 +58,18 @@ let current = null; // {name, arg, stop}
 function parseHash() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
   const name = views[parts[0]] ? parts[0] : 'overview';
-  return { name, arg: decodeURIComponent(parts.slice(1).join('/')) };
+  const raw = parts.slice(1).join('/');
+  let arg = raw;
+  try {
+    arg = decodeURIComponent(raw);
+  } catch {
+    // A malformed %-escape: keep the text as it is.
+  }
+  return { name, arg };
 }
 
 function route() {
+  if (location.hash === '#main') return; // the skip link, not a view
   const { name, arg } = parseHash();
   mountView(name, arg);
 }
@@ -155,6 +163,11 @@ async function start() {
     for (const f of infoListeners) f(ctx.info, ctx.infoError);
   }, 2000);
   window.addEventListener('hashchange', route);
+// The skip link moves focus to the content without changing the view.
+document.querySelector('a.skip')?.addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
   try {
     await refreshSession();
   } catch (e) {

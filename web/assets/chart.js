@@ -14,6 +14,9 @@ export function barChart(items, { title = '', testid = null, width = 640 } = {})
   const height = top * 2 + Math.max(1, items.length) * rowH;
   const plotX = labelW + 8;
   const plotW = width - plotX - valueW;
+  // Values may be BigInt (amounts beyond 2^53): a chart needs only
+  // their size.
+  items = items.map((i) => ({ ...i, value: Number(i.value) }));
   const max = Math.max(0, ...items.map((i) => i.value));
   const min = Math.min(0, ...items.map((i) => i.value));
   const span = max - min || 1;

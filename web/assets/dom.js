@@ -109,17 +109,16 @@ export function fmtBytes(n) {
   return (i === 0 ? v : v.toFixed(1)) + ' ' + units[i];
 }
 
-// Currencies whose minor unit is the major unit (ISO 4217 exponent 0).
-const zeroDecimal = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
-
-// fmtMoney shows an amount in minor units as major units with the code:
-// 12345 EUR reads "123.45 EUR".
+// fmtMoney shows an amount in minor units with two decimals and the
+// code, as APPLICATIONS.md and 'pyvnode charity report' do for every
+// currency: 12345 EUR reads "123.45 EUR". Exact for BigInt amounts.
 export function fmtMoney(minor, currency) {
   if (minor === null || minor === undefined) return '—';
   const cur = currency ?? '';
-  let v = BigInt(Math.trunc(Number(minor)));
-  if (typeof minor === 'string' && /^-?\d+$/.test(minor)) v = BigInt(minor);
-  if (zeroDecimal.has(cur)) return `${numFmt.format(v)} ${cur}`.trim();
+  let v;
+  if (typeof minor === 'bigint') v = minor;
+  else if (typeof minor === 'string' && /^-?\d+$/.test(minor)) v = BigInt(minor);
+  else v = BigInt(Math.trunc(Number(minor)));
   const neg = v < 0n;
   if (neg) v = -v;
   const major = v / 100n;
@@ -128,8 +127,8 @@ export function fmtMoney(minor, currency) {
 }
 
 // moneyValue is the major-unit number of an amount, for charts.
-export function moneyValue(minor, currency) {
-  return zeroDecimal.has(currency ?? '') ? Number(minor) : Number(minor) / 100;
+export function moneyValue(minor) {
+  return Number(minor) / 100;
 }
 
 // shortHex shows the start of a long hex string; the whole is in the title.

@@ -129,6 +129,8 @@ function recordView(rec, signal) {
   const proofCard = card('Inclusion proof',
     h('p', { class: 'lead' }, 'Verify checks, here in your browser, that this record is what its id says, that its origin signed it, ',
       'and that the node\'s signed checkpoint includes it.'),
+    h('p', { class: 'muted' }, 'The node\'s key comes from this same node: compare its fingerprint (shown on the Overview) with the one its operator published. ',
+      'Checked against that, a passing result does not depend on trusting this page\'s server.'),
     cryptoAvailable() ? null : h('p', { class: 'error', 'data-testid': 'no-crypto' }, unavailableReason()),
     proofBox, h('div', { class: 'toolbar' }, verifyBtn), verifyOut);
 

@@ -56,11 +56,30 @@ function panes(root) {
     h('label', { class: 'check' }, follow, ' follow the newest line')));
   const grid = h('div', { class: 'log-grid' });
   root.append(grid);
-  const all = [
-    pane('node', 'Node log', grid, () => paused, follow),
-    pane('replication', 'Replication log', grid, () => paused, follow),
-  ];
-  const start = () => all.forEach((p) => p.start(prefs.level));
+  const panes = {
+    node: pane('node', 'Node log', grid, () => paused, follow),
+    replication: pane('replication', 'Replication log', grid, () => paused, follow),
+  };
+  const all = Object.values(panes);
+  // One stream carries both logs (a browser keeps only six connections to
+  // a host over plain HTTP; the live views should not take them all).
+  let close = null;
+  const start = () => {
+    close?.();
+    all.forEach((p) => p.state('connecting', 'badge'));
+    close = stream(`/api/events/logs?level=${encodeURIComponent(prefs.level)}`, {
+      open() {
+        all.forEach((p) => p.state('live', 'badge ok', null));
+      },
+      event(ev, data) {
+        if (ev === 'log') panes[data.stream]?.add(data);
+      },
+      error(err, final) {
+        all.forEach((p) => p.state(final ? 'stopped' : 'reconnecting', 'badge bad',
+          err.status === 401 ? loginNeeded() : errorBox(err, 'Logs')));
+      },
+    });
+  };
   level.addEventListener('change', () => {
     prefs.level = level.value;
     all.forEach((p) => p.clear());
@@ -74,7 +93,7 @@ function panes(root) {
   });
   clear.addEventListener('click', () => all.forEach((p) => p.clear()));
   start();
-  return () => all.forEach((p) => p.stop());
+  return () => close?.();
 }
 
 function pane(name, title, grid, isPaused, follow) {
@@ -84,7 +103,6 @@ function pane(name, title, grid, isPaused, follow) {
   const lines = h('ol', { class: 'log-lines', 'data-testid': 'log-lines-' + name, tabindex: '0', 'aria-label': title });
   grid.append(h('section', { class: 'card log-pane', 'data-testid': 'log-' + name },
     h('div', { class: 'pane-head' }, h('h2', null, title), status, count), msg, lines));
-  let close = null;
   let held = [];
   const counter = () => {
     count.textContent = `${fmtNum(lines.children.length)} lines${held.length ? `, ${fmtNum(held.length)} held` : ''}`;
@@ -95,31 +113,18 @@ function pane(name, title, grid, isPaused, follow) {
     if (follow.checked) lines.scrollTop = lines.scrollHeight;
   };
   return {
-    start(lv) {
-      close?.();
-      status.textContent = 'connecting';
-      status.className = 'badge';
-      close = stream(`/api/events/logs?stream=${name}&level=${lv}`, {
-        open() {
-          status.textContent = 'live';
-          status.className = 'badge ok';
-          replace(msg);
-        },
-        event(ev, data) {
-          if (ev !== 'log') return;
-          if (isPaused()) {
-            held.push(data);
-            if (held.length > keep) held.shift();
-          } else show(data);
-          counter();
-        },
-        error(err, final) {
-          status.textContent = final ? 'stopped' : 'reconnecting';
-          status.className = 'badge bad';
-          if (err.status === 401) replace(msg, loginNeeded());
-          else replace(msg, errorBox(err, title));
-        },
-      });
+    // state shows the stream's state, and a message (undefined: keep it).
+    state(text, cls, message) {
+      status.textContent = text;
+      status.className = cls;
+      if (message !== undefined) replace(msg, message);
+    },
+    add(data) {
+      if (isPaused()) {
+        held.push(data);
+        if (held.length > keep) held.shift();
+      } else show(data);
+      counter();
     },
     flush() {
       held.forEach(show);
@@ -130,9 +135,6 @@ function pane(name, title, grid, isPaused, follow) {
       lines.replaceChildren();
       held = [];
       counter();
-    },
-    stop() {
-      close?.();
     },
   };
 }

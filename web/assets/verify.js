@@ -1,6 +1,8 @@
 // Verification of a record, its inclusion proof and the node's signed
-// checkpoint, done in the browser with WebCrypto so that a reader need not
-// trust the page's server for more than the bytes it hands over.
+// checkpoint, done in the browser with WebCrypto. The node's key comes
+// from the same node, so a pass shows the answers agree with each other
+// and with that key; the reader ties the key to the node by comparing its
+// fingerprint with the one the operator published.
 //
 // Everything here is a pure function of its arguments (no DOM, no fetch):
 // the explorer calls verifyRecord with what the API returned, and the
@@ -291,7 +293,9 @@ export function payloadToJSON(v) {
     const o = {};
     for (const [k, x] of v.map) {
       if (typeof k !== 'string') throw new Error('a payload map key is not text');
-      o[k] = payloadToJSON(x);
+      // defineProperty, not o[k] =: a key "__proto__" must be a field like
+      // any other, not change the object's prototype (and vanish).
+      Object.defineProperty(o, k, { value: payloadToJSON(x), enumerable: true, writable: true, configurable: true });
     }
     return o;
   }
