@@ -5,7 +5,7 @@
 //	#/charity/<fund>   one fund's report
 
 import { api, poll } from './api.js';
-import { h, replace, fmtNum, fmtMoney, moneyValue, fmtDate, errorBox, table, figures, card, hexCode, recordLink } from './dom.js';
+import { h, replace, fmtNum, fmtMoney, moneyValue, fmtDate, errorBox, table, figures, card, hexCode, recordLink, redrawer } from './dom.js';
 import { barChart } from './chart.js';
 import { violations } from './votes.js';
 
@@ -26,12 +26,12 @@ export function mount(root, arg, ctx) {
     })
     .catch((e) => e.name !== 'AbortError' && replace(list, errorBox(e, 'Cannot list the funds')));
   if (!arg) return () => ctl.abort();
+  const draw = redrawer(report, reportView);
   const stop = poll(async () => {
     try {
-      const r = await api('/api/charity/report?fund=' + encodeURIComponent(arg), { signal: ctl.signal });
-      replace(report, reportView(r));
+      draw(await api('/api/charity/report?fund=' + encodeURIComponent(arg), { signal: ctl.signal }));
     } catch (e) {
-      if (e.name !== 'AbortError') replace(report, card('Fund ' + arg, errorBox(e, 'Cannot compute the report')));
+      if (e.name !== 'AbortError') draw.show(card('Fund ' + arg, errorBox(e, 'Cannot compute the report')));
     }
   }, 5000);
   return () => {

@@ -219,3 +219,30 @@ export function figures(items, testid) {
 export function card(title, ...children) {
   return h('section', { class: 'card' }, title ? h('h2', null, title) : null, ...children);
 }
+
+// selecting tells whether the person has text selected inside el (to copy
+// a hash, say): a timed refresh leaves el alone until they are done.
+export function selecting(el) {
+  const sel = document.getSelection();
+  return !!sel && !sel.isCollapsed && (el.contains(sel.anchorNode) || el.contains(sel.focusNode));
+}
+
+// redrawer gives a function that redraws el with render(data) only when
+// the data changed and no text is selected in it, so a view refreshed on
+// a timer keeps its selection and focus while nothing new came.
+// draw.show(...nodes) puts something else in el (an error) and forgets
+// the data, so the next answer is drawn whatever it is.
+export function redrawer(el, render) {
+  let last = null;
+  const draw = (data) => {
+    const key = JSON.stringify(data, (_, v) => (typeof v === 'bigint' ? v.toString() : v));
+    if (key === last || selecting(el)) return;
+    last = key;
+    replace(el, render(data));
+  };
+  draw.show = (...nodes) => {
+    last = null;
+    replace(el, ...nodes);
+  };
+  return draw;
+}

@@ -1,7 +1,7 @@
 // Overview: who this node is and how its chain and replication are doing,
 // refreshed every 2 s from /api/info.
 
-import { h, replace, fmtNum, fmtSeconds, fmtDate, hexCode, errorBox, card } from './dom.js';
+import { h, replace, fmtNum, fmtSeconds, fmtDate, hexCode, errorBox, card, selecting } from './dom.js';
 import { sparkline } from './chart.js';
 
 export function mount(root, _arg, ctx) {
@@ -10,7 +10,7 @@ export function mount(root, _arg, ctx) {
   root.append(h('h1', null, 'Overview'), status, body);
   const stop = ctx.onInfo((info, err) => {
     replace(status, err ? errorBox(err, 'Cannot read /api/info') : null);
-    if (!info) return;
+    if (!info || selecting(body)) return;
     replace(body, render(info, ctx.rates));
   });
   return stop;

@@ -3,7 +3,7 @@
 // block or unblock a peer, add or remove a configured peer.
 
 import { api, poll, isAdmin } from './api.js';
-import { h, replace, fmtNum, fmtSeconds, fmtAgo, fmtDate, fmtBytes, errorBox, table, figures, card } from './dom.js';
+import { h, replace, fmtNum, fmtSeconds, fmtAgo, fmtDate, fmtBytes, errorBox, table, figures, card, selecting } from './dom.js';
 
 // The configured list as the node last answered it (GET /api/admin/peers,
 // or the answer to a change).
@@ -84,6 +84,7 @@ export function mount(root) {
     }
   };
   const draw = (r) => {
+    if (selecting(root)) return; // keep a selection (a peer id being copied)
     if (!r.enabled) {
       replace(status, card('Replication', h('p', null, 'Replication is off on this node: it neither sends nor receives records from peers.')));
       replace(list);

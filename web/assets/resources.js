@@ -5,7 +5,7 @@
 //	#/resources/<period>[/<account>]
 
 import { api, poll } from './api.js';
-import { h, replace, fmtNum, fmtDate, errorBox, table, card, hexCode, recordLink } from './dom.js';
+import { h, replace, fmtNum, fmtDate, errorBox, table, card, hexCode, recordLink, redrawer } from './dom.js';
 import { barChart } from './chart.js';
 import { violations } from './votes.js';
 
@@ -31,11 +31,12 @@ export function mount(root, arg, ctx) {
   root.append(h('h1', null, 'Resources'), form, out);
   const ctl = new AbortController();
   const q = `period=${period}${account ? '&account=' + encodeURIComponent(account) : ''}`;
+  const draw = redrawer(out, view);
   const stop = poll(async () => {
     try {
-      replace(out, view(await api('/api/resources/report?' + q, { signal: ctl.signal })));
+      draw(await api('/api/resources/report?' + q, { signal: ctl.signal }));
     } catch (e) {
-      if (e.name !== 'AbortError') replace(out, errorBox(e, 'Cannot compute the resource report'));
+      if (e.name !== 'AbortError') draw.show(errorBox(e, 'Cannot compute the resource report'));
     }
   }, 5000);
   return () => {

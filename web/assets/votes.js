@@ -5,7 +5,7 @@
 //	#/votes/<ballot>   one ballot's tally
 
 import { api, poll } from './api.js';
-import { h, replace, fmtNum, fmtUnixSeconds, fmtDate, errorBox, table, figures, card, hexCode, recordLink } from './dom.js';
+import { h, replace, fmtNum, fmtUnixSeconds, fmtDate, errorBox, table, figures, card, hexCode, recordLink, redrawer } from './dom.js';
 import { barChart } from './chart.js';
 
 export function mount(root, arg, ctx) {
@@ -32,12 +32,12 @@ export function mount(root, arg, ctx) {
     tally.append(h('p', { class: 'muted' }, 'Pick a ballot to see its tally.'));
     return () => ctl.abort();
   }
+  const draw = redrawer(tally, tallyView);
   const stop = poll(async () => {
     try {
-      const t = await api('/api/votes/tally?ballot=' + encodeURIComponent(arg), { signal: ctl.signal });
-      replace(tally, tallyView(t));
+      draw(await api('/api/votes/tally?ballot=' + encodeURIComponent(arg), { signal: ctl.signal }));
     } catch (e) {
-      if (e.name !== 'AbortError') replace(tally, card('Tally of ' + arg, errorBox(e, 'Cannot compute the tally')));
+      if (e.name !== 'AbortError') draw.show(card('Tally of ' + arg, errorBox(e, 'Cannot compute the tally')));
     }
   }, 3000);
   return () => {
