@@ -201,9 +201,15 @@ async function readEvents(body, handlers, st) {
         if (data.length) {
           let parsed;
           try {
-            parsed = JSON.parse(data.join('\n'));
+            parsed = parseJSON(data.join('\n'));
           } catch {
             parsed = data.join('\n');
+          }
+          // A record stream's first head says where new records start:
+          // resume from there even if no record came through the kind
+          // filter before the connection broke.
+          if (name === 'head' && !st.lastId && parsed && parsed.size !== undefined && BigInt(parsed.size) > 0n) {
+            st.lastId = String(BigInt(parsed.size) - 1n);
           }
           handlers.event?.(name, parsed);
         }
@@ -226,11 +232,15 @@ async function readEvents(body, handlers, st) {
 
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(t);
       resolve();
-    }, { once: true });
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
