@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -347,6 +348,21 @@ func TestPanelInBrowser(t *testing.T) {
 		b.waitJS(t, "the filter", `[...document.querySelectorAll('[data-testid="log-lines-node"] li')].every(li => li.dataset.level === 'warn' || li.dataset.level === 'error')`, 10*time.Second)
 		b.do(t, "back to debug", setValue("#log-level", "debug"))
 		b.waitJS(t, "lines again", `document.querySelectorAll('[data-testid="log-lines-node"] li').length > 0`, 10*time.Second)
+		// A peer joins: the replication log shows it live.
+		dir := t.TempDir()
+		if _, _, _, err := node.Init(dir, node.InitOptions{Genesis: tn.Genesis()}); err != nil {
+			t.Fatal(err)
+		}
+		peerNode, err := node.Start(ctx, node.Config{
+			DataDir: dir, Listen: "-", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Out: nopWriter{},
+			Peers:  []string{tn.Network().Addrs()[0]},
+			Logger: slog.New(slog.NewTextHandler(nopWriter{}, nil)),
+		})
+		if err != nil {
+			t.Fatalf("start a peer: %v", err)
+		}
+		defer peerNode.Close()
+		b.waitJS(t, "a replication line", `[...document.querySelectorAll('[data-testid="log-lines-replication"] li')].some(li => li.innerText.includes('peer connected'))`, 20*time.Second)
 		b.screenshot(t, "logs")
 	})
 
