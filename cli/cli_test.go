@@ -1044,6 +1044,7 @@ func TestServe(t *testing.T) {
 	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "extra"}, "takes 0 argument")
 	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "--peer", "/ip4/127.0.0.1/tcp/1"}, "--peer")
 	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "--sync-interval", "10ms"}, "--sync-interval")
+	wantExit(t, ExitUsage, []string{"serve", "--data", dir, "--http", "nonsense"}, "--http")
 }
 
 func TestLogFormats(t *testing.T) {

@@ -87,6 +87,11 @@ func showLogs(c *ucli.Context, data, stream string, n int, keep func(nodelog.Lin
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if len(lines) == 0 && n > 0 && !c.Bool("follow") {
+		// Say so rather than print nothing: the replication log, say, has
+		// no file until the node first talks to a peer.
+		fmt.Fprintf(env(c).Stderr, "no %s log lines yet in %s\n", stream, nodelog.LogDir(data))
+	}
 	if !c.Bool("follow") {
 		return nil
 	}

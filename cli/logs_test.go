@@ -139,6 +139,20 @@ func TestLogsErrors(t *testing.T) {
 	wantExit(t, ExitUsage, []string{"logs", "--data", dir, "extra"}, "takes 0 argument")
 }
 
+// TestLogsEmptyStream: a log with no lines yet (the replication log before
+// the node first talks to a peer) is said to be empty, not silently so.
+func TestLogsEmptyStream(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	writeLogs(t, dir, func(l *nodelog.Logs) { l.Node.Info("only the node log") })
+	r := run(t, "logs", "--data", dir, "--replication")
+	if r.code != ExitOK || r.stdout != "" || !strings.Contains(r.stderr, "no replication log lines yet") {
+		t.Fatalf("logs --replication on an empty log:\n%s", r)
+	}
+	if r := run(t, "logs", "--data", dir); !strings.Contains(r.stdout, "only the node log") || r.stderr != "" {
+		t.Fatalf("logs:\n%s", r)
+	}
+}
+
 func TestLogsFollow(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	writeLogs(t, dir, func(l *nodelog.Logs) {

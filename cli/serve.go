@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -45,6 +46,11 @@ func serveCommand() *ucli.Command {
 			for _, a := range c.StringSlice("peer") {
 				if _, err := peer.AddrInfoFromString(a); err != nil {
 					return usagef("--peer %q: want /ip4/HOST/tcp/PORT/p2p/PEER-ID: %v", a, err)
+				}
+			}
+			if a := c.String("http"); a != "" && a != "-" {
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					return usagef("--http %q: want HOST:PORT, e.g. 127.0.0.1:6680 (\"\" turns HTTP off): %v", a, err)
 				}
 			}
 			if c.Duration("sync-interval") < time.Second {
